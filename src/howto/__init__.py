@@ -1,0 +1,1 @@
+"""howto: content-addressed scientific data."""

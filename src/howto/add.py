@@ -1,0 +1,114 @@
+"""``howto add``: import paths like ``ipfs add`` and store the blocks in the repository."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, nullcontext
+from pathlib import Path
+
+from multiformats import CID
+from tqdm import tqdm
+
+from .cids import to_cid
+from .dagpb import PBLink
+from .importer import Added, Importer, Options, walk
+from .repo import Repo
+
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+
+
+def _total_size(paths: Sequence[Path], hidden: bool) -> int:
+    total = 0
+    for path in paths:
+        if path.is_symlink():
+            continue
+        if path.is_file():
+            total += path.stat().st_size
+        elif path.is_dir():
+            for root, dirs, files in os.walk(path):
+                if not hidden:
+                    dirs[:] = [d for d in dirs if not d.startswith(".")]
+                    files = [f for f in files if not f.startswith(".")]
+                total += sum(os.lstat(os.path.join(root, f)).st_size for f in files)
+    return total
+
+
+def check_paths(paths: Sequence[str | os.PathLike], recursive: bool) -> list[Path]:
+    """Refuse missing, unreadable or directory paths before any block is written."""
+    checked = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists() and not path.is_symlink():
+            raise FileNotFoundError(f"{raw}: no such file or directory")
+        if path.is_dir() and not path.is_symlink() and not recursive:
+            raise IsADirectoryError(f"{raw} is a directory, use -r to add directories")
+        if not path.is_symlink() and not os.access(path, os.R_OK):
+            raise PermissionError(f"{raw}: permission denied")
+        checked.append(path)
+    return checked
+
+
+def add_paths(
+    paths: Sequence[str | os.PathLike],
+    *,
+    recursive: bool = False,
+    hidden: bool = False,
+    only_hash: bool = False,
+    wrap_with_directory: bool = False,
+    raw_leaves: bool | None = None,
+    cid_version: int = 0,
+    chunker: str = "size-262144",
+    repo: Repo | None = None,
+    progress: bool | None = None,
+) -> Iterator[Added]:
+    """Import ``paths``; yield one ``Added`` per entry, the root last.
+
+    Blocks reach the repository only once everything has been imported (nothing on
+    failure).  ``progress=None`` shows a bar when stderr is a terminal and the input is large.
+    """
+    options = Options.create(cid_version, raw_leaves, chunker, hidden)
+    checked = check_paths(paths, recursive)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    with ExitStack() as stack:
+        txn = None if only_hash else stack.enter_context((repo or Repo()).transaction())
+        importer = Importer(options, txn.put if txn else None)
+        total = _total_size(checked, hidden) if progress else 0
+        bar = tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            file=sys.stderr,
+            disable=not progress or total < PROGRESS_MIN_BYTES,
+        )
+        stack.enter_context(bar if not bar.disable else nullcontext())
+        tops = []
+        for path in checked:
+            name = path.name or str(path)
+            for added, node in walk(importer, path, name, recursive, bar.update):
+                yield added
+                top = node  # the path itself comes last
+            tops.append(PBLink(top.cid, name, top.tsize))
+        if wrap_with_directory:
+            wrapper = importer.add_directory_links(tops)
+            yield Added(wrapper.cid, "", 0)
+
+
+def add(path: str | os.PathLike | Sequence[str | os.PathLike], **options: object) -> CID:
+    """Import a file or directory as ``ipfs add`` would and return the root CID.
+
+    Takes the options of ``add_paths`` (``recursive``, ``hidden``, ``only_hash``,
+    ``wrap_with_directory``, ``raw_leaves``, ``cid_version``, ``chunker``, ``repo``).
+    A directory implies ``recursive=True``.
+    """
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    if any(Path(p).is_dir() for p in paths):
+        options.setdefault("recursive", True)
+    options.setdefault("progress", False)
+    entries = deque(add_paths(paths, **options), maxlen=1)  # type: ignore[arg-type]
+    if not entries:
+        raise ValueError("nothing to add")
+    return to_cid(entries[0].cid)

@@ -1,0 +1,80 @@
+"""CID helpers: parsing user input, building CIDs fast, and checking bytes against them.
+
+``multiformats`` does the encoding work; the importer's hot path builds the binary form
+directly because a ``CID`` object costs far more than hashing a chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from multiformats import CID, multihash
+
+from .errors import IntegrityError
+
+DAG_PB = 0x70
+RAW = 0x55
+DAG_CBOR = 0x71
+SHA2_256 = 0x12
+
+_PREFIX_V1 = {codec: bytes([0x01, codec, SHA2_256, 0x20]) for codec in (DAG_PB, RAW)}
+_PREFIX_V1[DAG_CBOR] = bytes([0x01, 0x71, SHA2_256, 0x20])
+_PREFIX_V0 = bytes([SHA2_256, 0x20])
+
+_IPFS_PREFIX = re.compile(r"^(?:ipfs://|/ipfs/)")
+
+
+def cid_bytes(data: bytes, codec: int, version: int) -> bytes:
+    """Binary CID of ``data`` hashed with sha2-256 (CIDv0 only for dag-pb)."""
+    digest = hashlib.sha256(data).digest()
+    if version == 0:
+        return _PREFIX_V0 + digest
+    return _PREFIX_V1[codec] + digest
+
+
+def to_cid(raw: bytes | CID | str) -> CID:
+    """A ``CID`` object from its binary form, a string, or a CID."""
+    cid = raw if isinstance(raw, CID) else CID.decode(raw)
+    return cid if cid.version == 0 else cid.set(base="base32")
+
+
+def parse_cid(text: str) -> tuple[CID, str]:
+    """Split user input (``Qm…``, ``bafy…``, ``ipfs://…``, ``/ipfs/…``) into CID and path.
+
+    Raises ``ValueError`` naming the input when it does not start with a valid CID.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a CID must be given as a string, not {type(text).__name__}")
+    stripped = _IPFS_PREFIX.sub("", text.strip())
+    head, _, path = stripped.partition("/")
+    if not head:
+        raise ValueError(f"not a CID: {text!r}")
+    try:
+        cid = CID.decode(head)
+    except Exception as exc:  # multiformats raises several unrelated types
+        raise ValueError(f"not a CID: {text!r} ({exc})") from None
+    return cid, path.strip("/")
+
+
+def verify_block(cid: CID, data: bytes) -> bytes:
+    """Return ``data`` when it hashes to ``cid``, else raise ``IntegrityError``."""
+    try:
+        expected = cid.raw_digest
+        fn = cid.hashfun
+        if fn.code == SHA2_256:
+            ok = hashlib.sha256(data).digest() == bytes(expected)
+        elif fn.code == 0x00:  # identity: the data is the digest
+            ok = data == bytes(expected)
+        else:
+            ok = multihash.digest(data, fn.name) == cid.digest
+    except KeyError as exc:
+        raise IntegrityError(f"cannot verify {cid}: unsupported hash ({exc})") from None
+    if not ok:
+        raise IntegrityError(f"block {cid} does not match its hash")
+    return data
+
+
+def v1_str(cid: CID) -> str:
+    """The canonical CIDv1 base32 string of ``cid`` (CIDv0 is converted)."""
+    return str(cid.set(version=1, base="base32") if cid.version == 0 else cid.set(base="base32"))

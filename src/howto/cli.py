@@ -1,0 +1,156 @@
+"""The ``howto`` command: kubo's verbs (add, cat, ls, dag export/import, serve) and catalogs.
+
+Errors print one line on stderr and exit non-zero; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from multiformats import CID
+
+from . import sources
+from .add import add_paths
+from .cids import parse_cid, to_cid
+from .errors import HowtoError
+from .repo import Repo
+from .resolver import Resolver
+from .transfer import export_car, import_car
+
+
+def _cid_arg(text: str) -> tuple[CID, str]:
+    try:
+        return parse_cid(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    if args.cid_version not in (0, 1):
+        raise ValueError(f"unknown CID version {args.cid_version}: use 0 or 1")
+    last = None
+    for added in add_paths(
+        args.paths,
+        recursive=args.recursive,
+        hidden=args.hidden,
+        only_hash=args.only_hash,
+        wrap_with_directory=args.wrap_with_directory,
+        raw_leaves=True if args.raw_leaves else None,
+        cid_version=args.cid_version,
+        chunker=args.chunker,
+        progress=False if (args.quiet or args.quieter) else None,
+    ):
+        last = added
+        if args.quieter:
+            continue
+        cid = to_cid(added.cid)
+        print(cid if args.quiet else f"added {cid} {added.name}", flush=False)
+    if args.quieter and last is not None:
+        print(to_cid(last.cid))
+    return 0
+
+
+def _cmd_cat(args: argparse.Namespace) -> int:
+    cid, path = args.cid
+    resolver = Resolver(sources.default_source())
+    target = resolver.resolve(cid, path)[-1]
+    out = sys.stdout.buffer
+    for chunk in resolver.read(target):
+        out.write(chunk)
+    out.flush()
+    return 0
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    cid, path = args.cid
+    resolver = Resolver(sources.default_source())
+    target = resolver.resolve(cid, path)[-1]
+    for entry in resolver.ls(target):
+        if entry.kind == "directory":
+            print(f"{entry.cid} - {entry.name}/")
+        else:
+            print(f"{entry.cid} {entry.size} {entry.name}")
+    return 0
+
+
+def _cmd_dag_export(args: argparse.Namespace) -> int:
+    cid, path = args.cid
+    source = sources.default_source()
+    target = Resolver(source).resolve(cid, path)[-1]
+    if sys.stdout.isatty():
+        raise ValueError("refusing to write a CAR to a terminal: redirect it to a file")
+    export_car(target, sys.stdout.buffer, source)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def _cmd_dag_import(args: argparse.Namespace) -> int:
+    for path in args.files:
+        with open(path, "rb") as f:
+            roots, count = import_car(f, Repo())
+        for root in roots:
+            print(f"imported root {root} ({count} blocks from {path})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="howto", description="Content-addressed data, the IPFS way, verified."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("add", help="import files like 'ipfs add' and print their CIDs")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("-r", "--recursive", action="store_true", help="add directories")
+    p.add_argument("-H", "--hidden", action="store_true", help="include files starting with .")
+    p.add_argument("-n", "--only-hash", action="store_true", help="only compute CIDs")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only CIDs")
+    p.add_argument("-Q", "--quieter", action="store_true", help="print only the root CID")
+    p.add_argument(
+        "-w", "--wrap-with-directory", action="store_true", help="wrap inputs in a directory"
+    )
+    p.add_argument("--raw-leaves", action="store_true", help="leaves as raw blocks")
+    p.add_argument("--cid-version", type=int, default=0, help="0 (default) or 1")
+    p.add_argument("--chunker", default="size-262144", help="size-N (default size-262144)")
+    p.set_defaults(func=_cmd_add)
+
+    p = sub.add_parser("cat", help="print a file's bytes, verified")
+    p.add_argument("cid", type=_cid_arg, metavar="CID[/PATH]")
+    p.set_defaults(func=_cmd_cat)
+
+    p = sub.add_parser("ls", help="list a directory")
+    p.add_argument("cid", type=_cid_arg, metavar="CID[/PATH]")
+    p.set_defaults(func=_cmd_ls)
+
+    dag = sub.add_parser("dag", help="move whole DAGs as CAR files").add_subparsers(
+        dest="dag_command", required=True
+    )
+    p = dag.add_parser("export", help="write a DAG as CARv1 to stdout")
+    p.add_argument("cid", type=_cid_arg, metavar="CID[/PATH]")
+    p.set_defaults(func=_cmd_dag_export)
+    p = dag.add_parser("import", help="verify and store the blocks of CAR files")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=_cmd_dag_import)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``howto`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("howto: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141
+    except (HowtoError, OSError, ValueError, KeyError) as exc:
+        print(f"howto {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

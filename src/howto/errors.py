@@ -1,0 +1,20 @@
+"""The exceptions howto raises, so callers can tell failures apart."""
+
+
+class HowtoError(Exception):
+    """Base class for errors raised by howto."""
+
+
+class IntegrityError(HowtoError):
+    """Bytes that do not hash to the CID they were fetched or stored under."""
+
+
+class NotFoundError(HowtoError, KeyError):
+    """Content that no available source provides."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "not found"
+
+
+class GatewayError(HowtoError):
+    """A gateway that could not be reached, timed out or answered with an error."""

@@ -1,0 +1,215 @@
+"""Files and directories → UnixFS DAGs, with the same CIDs as kubo's ``ipfs add``.
+
+Files are cut into fixed-size chunks and arranged in kubo's balanced layout: every inner
+node holds at most 174 links and all subtrees but the last are full.  Directories are
+dag-pb nodes with links sorted by name; large ones become HAMT shards (``hamt.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from .cids import DAG_PB, RAW, cid_bytes
+from .dagpb import PBLink, PBNode, UnixFSData, UnixFSType, encode_node, encode_unixfs, varint
+from .hamt import build_directory
+
+DEFAULT_CHUNK = 262144
+MAX_CHUNK = 2096896  # kubo 0.40+: 2 MiB less 256 bytes (boxo/chunker)
+MAX_LINKS = 174
+
+BlockSink = Callable[[bytes, bytes], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The ``ipfs add`` settings that decide a CID."""
+
+    cid_version: int = 0
+    raw_leaves: bool = False
+    chunk_size: int = DEFAULT_CHUNK
+    hidden: bool = False
+
+    @classmethod
+    def create(
+        cls,
+        cid_version: int = 0,
+        raw_leaves: bool | None = None,
+        chunker: str = f"size-{DEFAULT_CHUNK}",
+        hidden: bool = False,
+    ) -> Options:
+        """Validate user-facing options; ``--cid-version 1`` implies raw leaves, as in kubo."""
+        if cid_version not in (0, 1):
+            raise ValueError(f"unknown CID version {cid_version!r}: use 0 or 1")
+        if raw_leaves is None:
+            raw_leaves = cid_version == 1
+        return cls(cid_version, raw_leaves, parse_chunker(chunker), hidden)
+
+
+def parse_chunker(spec: str) -> int:
+    """Chunk size from a ``size-N`` chunker string (the only chunker supported)."""
+    if spec == "default":
+        return DEFAULT_CHUNK
+    match = re.fullmatch(r"size-(\d+)", spec or "")
+    if not match:
+        raise ValueError(f"unsupported chunker {spec!r}: use size-N (N bytes per chunk)")
+    size = int(match.group(1))
+    if not 0 < size <= MAX_CHUNK:
+        raise ValueError(f"chunker size {size} out of range: use 1 to {MAX_CHUNK} bytes")
+    return size
+
+
+@dataclass(frozen=True)
+class Node:
+    """An imported node: binary CID, cumulative size (Tsize) and file bytes it holds."""
+
+    cid: bytes
+    tsize: int
+    filesize: int = 0
+
+
+class Importer:
+    """Turns bytes, files and directory trees into blocks handed to ``sink``."""
+
+    def __init__(self, options: Options, sink: BlockSink | None = None) -> None:
+        self.options = options
+        self.sink = sink
+        self.pb_version = options.cid_version
+
+    def _emit_pb(self, node: PBNode) -> tuple[bytes, int]:
+        block = encode_node(node)
+        cid = cid_bytes(block, DAG_PB, self.pb_version)
+        if self.sink:
+            self.sink(cid, block)
+        return cid, len(block)
+
+    def _leaf(self, chunk: bytes) -> Node:
+        if self.options.raw_leaves:
+            cid = cid_bytes(chunk, RAW, 1)
+            if self.sink:
+                self.sink(cid, chunk)
+            return Node(cid, len(chunk), len(chunk))
+        size = len(chunk)
+        inner = b"\x08\x02" + (b"\x12" + varint(size) + chunk if size else b"")
+        inner += b"\x18" + varint(size)
+        cid, blen = self._emit_pb(PBNode(data=inner))
+        return Node(cid, blen, size)
+
+    def _parent(self, children: list[Node]) -> Node:
+        meta = UnixFSData(
+            UnixFSType.FILE,
+            filesize=sum(c.filesize for c in children),
+            blocksizes=[c.filesize for c in children],
+        )
+        links = [PBLink(c.cid, "", c.tsize) for c in children]
+        cid, blen = self._emit_pb(PBNode(links, encode_unixfs(meta)))
+        return Node(cid, blen + sum(c.tsize for c in children), meta.filesize)
+
+    def add_stream(self, stream: BinaryIO, progress: Callable[[int], object] | None = None) -> Node:
+        """Import one file's bytes in kubo's balanced layout."""
+        levels: list[list[Node]] = [[]]
+        size = self.options.chunk_size
+        first = True
+        while True:
+            chunk = _read_full(stream, size)
+            if not chunk and not first:
+                break
+            first = False
+            levels[0].append(self._leaf(chunk))
+            if progress:
+                progress(len(chunk))
+            level = 0
+            while len(levels[level]) == MAX_LINKS:
+                if level + 1 == len(levels):
+                    levels.append([])
+                levels[level + 1].append(self._parent(levels[level]))
+                levels[level] = []
+                level += 1
+            if len(chunk) < size:
+                break
+        level = 0
+        while not (level == len(levels) - 1 and len(levels[level]) == 1):
+            if levels[level]:
+                if level + 1 == len(levels):
+                    levels.append([])
+                levels[level + 1].append(self._parent(levels[level]))
+            level += 1
+        return levels[level][0]
+
+    def add_bytes(self, data: bytes) -> Node:
+        import io
+
+        return self.add_stream(io.BytesIO(data))
+
+    def add_symlink(self, target: str) -> Node:
+        meta = UnixFSData(UnixFSType.SYMLINK, data=os.fsencode(target))
+        cid, blen = self._emit_pb(PBNode(data=encode_unixfs(meta)))
+        return Node(cid, blen)
+
+    def add_directory_links(self, links: list[PBLink]) -> Node:
+        """A directory from its entries: a basic node, or a HAMT when it is too large."""
+        cid, tsize = build_directory(links, self._emit_pb)
+        return Node(cid, tsize)
+
+
+def _read_full(stream: BinaryIO, size: int) -> bytes:
+    """Read exactly ``size`` bytes unless the stream ends first (pipes return less)."""
+    data = stream.read(size)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = stream.read(size - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+@dataclass(frozen=True)
+class Added:
+    """One ``added <cid> <name>`` line: what was imported under which name."""
+
+    cid: bytes
+    name: str
+    size: int
+
+
+def walk(
+    importer: Importer,
+    path: Path,
+    name: str,
+    recursive: bool,
+    progress: Callable[[int], object] | None = None,
+) -> Iterator[tuple[Added, Node]]:
+    """Import ``path``; yield each entry after its content, the given path last."""
+    st = os.lstat(path)  # symlinks are stored as links, never followed (kubo's default)
+    if stat.S_ISLNK(st.st_mode):
+        node = importer.add_symlink(os.readlink(path))
+    elif stat.S_ISDIR(st.st_mode):
+        if not recursive:
+            raise IsADirectoryError(f"{path} is a directory, use -r to add directories")
+        links = []
+        for entry in sorted(os.scandir(path), key=lambda e: e.name):
+            if entry.name.startswith(".") and not importer.options.hidden:
+                continue
+            child = None
+            for added, child in walk(
+                importer, Path(entry.path), f"{name}/{entry.name}", True, progress
+            ):
+                yield added, child
+            links.append(PBLink(child.cid, entry.name, child.tsize))
+        node = importer.add_directory_links(links)
+    elif stat.S_ISREG(st.st_mode):
+        with open(path, "rb", buffering=0) as f:
+            node = importer.add_stream(f, progress)
+    else:
+        raise ValueError(f"{path} is neither a file, a directory nor a symlink")
+    yield Added(node.cid, name, node.filesize), node

@@ -1,0 +1,230 @@
+"""Walking a DAG from a root CID: path resolution, file bytes, listings and block order.
+
+Every block comes from a ``BlockSource`` whose ``get`` returns bytes already checked
+against the CID (the repository, a CAR, a verifying gateway client), so whatever this
+module returns was reached by hash from the root: a wrong block cannot slip in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import dag_cbor
+from multiformats import CID
+
+from .cids import DAG_CBOR, DAG_PB, RAW, to_cid
+from .dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
+from .errors import NotFoundError
+from .hamt import shard_lookup_index
+
+
+class BlockSource(Protocol):
+    def get(self, cid: CID) -> bytes:
+        """The block's bytes, verified against ``cid``."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One directory entry, as ``howto ls`` and the gateway list it."""
+
+    name: str
+    cid: CID
+    size: int
+    kind: str  # "file", "directory", "symlink" or "unknown"
+
+
+@dataclass
+class Block:
+    """A decoded block: the CID, its bytes and, for dag-pb, the node and UnixFS data."""
+
+    cid: CID
+    data: bytes
+    node: PBNode | None = None
+    unixfs: UnixFSData | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.cid.codec.code == RAW:
+            return "file"
+        if self.unixfs is None:
+            return "unknown"
+        return {
+            UnixFSType.FILE: "file",
+            UnixFSType.RAW: "file",
+            UnixFSType.DIRECTORY: "directory",
+            UnixFSType.HAMT_SHARD: "directory",
+            UnixFSType.SYMLINK: "symlink",
+        }.get(self.unixfs.type, "unknown")
+
+
+class Resolver:
+    """UnixFS (and DAG-CBOR) traversal over a block source."""
+
+    def __init__(self, source: BlockSource) -> None:
+        self.source = source
+
+    def block(self, cid: CID | str | bytes) -> Block:
+        cid = to_cid(cid)
+        data = self.source.get(cid)
+        block = Block(cid, data)
+        if cid.codec.code == DAG_PB:
+            block.node = decode_node(data)
+            if block.node.data is not None:
+                try:
+                    block.unixfs = decode_unixfs(block.node.data)
+                except ValueError:
+                    block.unixfs = None
+        return block
+
+    def resolve(self, root: CID | str, path: str = "") -> list[CID]:
+        """CIDs along ``path`` from ``root``: one per segment, the target last."""
+        cids = [to_cid(root)]
+        for segment in [s for s in path.split("/") if s]:
+            cids.append(self._child(self.block(cids[-1]), segment, cids[0], path))
+        return cids
+
+    def _child(self, block: Block, name: str, root: CID, path: str) -> CID:
+        missing = NotFoundError(f"no link named {name!r} under {block.cid} (in {root}/{path})")
+        codec = block.cid.codec.code
+        if codec == DAG_CBOR:
+            value = dag_cbor.decode(block.data)
+            if not isinstance(value, dict) or name not in value:
+                raise missing
+            value = value[name]
+            if not isinstance(value, CID):
+                raise NotFoundError(f"{name!r} under {block.cid} is not a link")
+            return to_cid(value)
+        if block.node is None:
+            raise missing
+        if block.unixfs is not None and block.unixfs.type == UnixFSType.HAMT_SHARD:
+            return self._hamt_child(block, name, 0, missing)
+        for link in block.node.links:
+            if link.name == name:
+                return to_cid(link.hash)
+        raise missing
+
+    def _hamt_child(self, block: Block, name: str, depth: int, missing: Exception) -> CID:
+        prefix = f"{shard_lookup_index(name, depth):02X}"
+        for link in block.node.links:
+            if link.name == prefix + name:
+                return to_cid(link.hash)
+            if link.name == prefix:
+                return self._hamt_child(self.block(link.hash), name, depth + 1, missing)
+        raise missing
+
+    def size(self, block: Block) -> int:
+        """File size of a UnixFS file or raw block (0 for directories)."""
+        if block.cid.codec.code == RAW:
+            return len(block.data)
+        if block.unixfs is None:
+            return len(block.data)
+        meta = block.unixfs
+        if meta.filesize is not None:
+            return meta.filesize
+        return len(meta.data or b"")
+
+    def read(self, cid: CID | str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Stream a file's bytes from ``offset`` (``length`` bytes, or to the end)."""
+        end = None if length is None else offset + length
+        yield from self._read(self.block(cid), offset, end)
+
+    def _read(self, block: Block, start: int, end: int | None) -> Iterator[bytes]:
+        if end is not None and end <= start:
+            return
+        if block.cid.codec.code == RAW:
+            yield block.data[start:end]
+            return
+        meta = block.unixfs
+        if meta is None or meta.type not in (UnixFSType.FILE, UnixFSType.RAW):
+            kind = block.kind if meta is not None else block.cid.codec.name
+            raise IsADirectoryError(f"{block.cid} is a {kind}, not a file")
+        own = meta.data or b""
+        if start < len(own):
+            yield own[start:end]
+        pos = len(own)
+        for link, size in zip(block.node.links, meta.blocksizes, strict=False):
+            if end is not None and pos >= end:
+                break
+            if pos + size > start:
+                child = self.block(link.hash)
+                yield from self._read(
+                    child, max(0, start - pos), None if end is None else end - pos
+                )
+            pos += size
+
+    def cat(self, cid: CID | str) -> bytes:
+        return b"".join(self.read(cid))
+
+    def ls(self, cid: CID | str) -> list[Entry]:
+        """Entries of a UnixFS directory (HAMT shards flattened, names as stored)."""
+        block = self.block(cid)
+        if block.kind != "directory":
+            raise NotADirectoryError(f"{block.cid} is not a directory")
+        links = list(self._dir_links(block))
+        entries = []
+        for name, link_cid, tsize in links:
+            child = self.block(link_cid)
+            size = self.size(child) if child.kind == "file" else tsize
+            entries.append(Entry(name, child.cid, size, child.kind))
+        return entries
+
+    def _dir_links(self, block: Block) -> Iterator[tuple[str, CID, int]]:
+        shard = block.unixfs.type == UnixFSType.HAMT_SHARD
+        for link in block.node.links:
+            if shard and len(link.name) == 2:
+                yield from self._dir_links(self.block(link.hash))
+            else:
+                name = link.name[2:] if shard else link.name
+                yield name, to_cid(link.hash), link.tsize or 0
+
+    def links(self, block: Block) -> list[CID]:
+        """All CIDs a block links to (dag-pb links or DAG-CBOR links), in order."""
+        if block.node is not None:
+            return [to_cid(link.hash) for link in block.node.links]
+        if block.cid.codec.code == DAG_CBOR:
+            return [to_cid(c) for c in _cbor_links(dag_cbor.decode(block.data))]
+        return []
+
+    def walk(self, cid: CID | str, scope: str = "all") -> Iterator[Block]:
+        """Blocks of a DAG depth-first, each once; ``scope`` as in the trustless gateway.
+
+        ``block``: just this block; ``entity``: a file's blocks, or a directory's own
+        node(s) with HAMT shards but not its children; ``all``: everything reachable.
+        """
+        seen: set[bytes] = set()
+        stack = [to_cid(cid)]
+        top = True
+        while stack:
+            current = stack.pop()
+            if bytes(current) in seen:
+                continue
+            seen.add(bytes(current))
+            block = self.block(current)
+            yield block
+            if scope == "block":
+                return
+            children = self.links(block)
+            if scope == "entity" and block.kind == "directory":
+                if block.unixfs.type == UnixFSType.HAMT_SHARD:
+                    children = [
+                        to_cid(link.hash) for link in block.node.links if len(link.name) == 2
+                    ]
+                else:
+                    children = []
+            elif scope == "entity" and not top and block.kind != "file":
+                children = []
+            top = False
+            stack.extend(reversed(children))
+
+
+def _cbor_links(value: object) -> Iterator[CID]:
+    if isinstance(value, CID):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _cbor_links(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _cbor_links(item)

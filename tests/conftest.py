@@ -1,0 +1,58 @@
+"""Shared fixtures: an isolated block repository and the npm oracle."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+ORACLE_DIR = HERE / ".oracle"
+ORACLE_PACKAGES = ["ipfs-unixfs-importer@17.1.1", "blockstore-core@7.0.1"]
+
+
+@pytest.fixture(autouse=True)
+def howto_repo(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets its own empty ``$HOWTO_REPO``."""
+    path = tmp_path_factory.mktemp("repo")
+    monkeypatch.setenv("HOWTO_REPO", str(path))
+    return path
+
+
+class Oracle:
+    """Runs ipfs-unixfs-importer (node) on paths and returns its root CIDs."""
+
+    def __init__(self, directory: Path) -> None:
+        self.script = directory / "oracle.mjs"
+
+    def cids(self, *paths: Path, profile: str = "default", chunk: int = 0) -> list[str]:
+        out = subprocess.run(
+            ["node", str(self.script), profile, str(chunk), *map(str, paths)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        ).stdout
+        return out.split()
+
+    def cid(self, path: Path, **kwargs) -> str:
+        return self.cids(path, **kwargs)[0]
+
+
+@pytest.fixture(scope="session")
+def oracle() -> Oracle:
+    """Install the pinned npm importer into tests/.oracle (ignored by git) once."""
+    marker = ORACLE_DIR / "node_modules" / "ipfs-unixfs-importer" / "package.json"
+    if not marker.exists():
+        ORACLE_DIR.mkdir(exist_ok=True)
+        (ORACLE_DIR / "package.json").write_text('{"name": "howto-oracle", "private": true}\n')
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--silent", *ORACLE_PACKAGES],
+            cwd=ORACLE_DIR,
+            check=True,
+            timeout=900,
+        )
+    shutil.copy(HERE / "oracle" / "oracle.mjs", ORACLE_DIR / "oracle.mjs")
+    return Oracle(ORACLE_DIR)
