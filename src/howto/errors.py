@@ -9,11 +9,8 @@ class IntegrityError(HowtoError):
     """Bytes that do not hash to the CID they were fetched or stored under."""
 
 
-class NotFoundError(HowtoError, KeyError):
-    """Content that no available source provides."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else "not found"
+class NotFoundError(HowtoError, FileNotFoundError):
+    """Content that no available source provides (a ``FileNotFoundError`` for fsspec)."""
 
 
 class GatewayError(HowtoError):

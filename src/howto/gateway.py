@@ -1,0 +1,322 @@
+"""The embedded IPFS HTTP gateway (aiohttp), serving blocks by CID on loopback only.
+
+It follows the path gateway and trustless gateway specs (ipfs/specs, http-gateways):
+``GET``/``HEAD /ipfs/{cid}[/{path}]`` returns UnixFS files as bytes (with ``Range``),
+directories as an HTML listing, a single block with ``format=raw``, or a CAR with
+``format=car`` and ``dag-scope=block|entity|all`` (``entity-bytes`` too).  Only content
+reached from a CID is served: there is no way to name a file on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import mimetypes
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+from multiformats import CID
+
+from .car import encode_header, encode_section
+from .cids import parse_cid, to_cid
+from .dagpb import UnixFSType
+from .errors import NotFoundError
+from .resolver import Block, BlockSource, Resolver
+
+RAW_TYPE = "application/vnd.ipld.raw"
+CAR_TYPE = "application/vnd.ipld.car"
+IMMUTABLE = "public, max-age=29030400, immutable"
+
+
+class _Recorder:
+    """A block source that remembers which blocks a path walk needed, for CAR proofs."""
+
+    def __init__(self, source: BlockSource) -> None:
+        self.source = source
+        self.seen: list[CID] = []
+
+    def get(self, cid: CID) -> bytes:
+        data = self.source.get(cid)
+        if cid not in self.seen:
+            self.seen.append(cid)
+        return data
+
+
+def _entity_range(spec: str, size: int) -> tuple[int, int]:
+    """``entity-bytes=from:to`` (inclusive, ``*`` and negatives allowed) → [start, end)."""
+    try:
+        first, last = spec.split(":")
+        start = int(first)
+        end = size if last == "*" else int(last) + 1 if int(last) >= 0 else size + int(last) + 1
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"invalid entity-bytes {spec!r}\n") from None
+    if start < 0:
+        start = max(0, size + start)
+    return start, min(end, size)
+
+
+class Gateway:
+    """Request handlers over one block source."""
+
+    def __init__(self, source: BlockSource) -> None:
+        self.source = source
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("GET", "/ipfs/{tail:.*}", self.handle)
+        app.router.add_route("HEAD", "/ipfs/{tail:.*}", self.handle)
+        app.router.add_get("/", self.index)
+        return app
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text="howto gateway: GET /ipfs/{cid}[/{path}] (format=raw|car)\n",
+            content_type="text/plain",
+        )
+
+    def _parse(self, request: web.Request) -> tuple[CID, list[str]]:
+        tail = request.match_info["tail"]
+        try:
+            root, path = parse_cid(tail)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        segments = [s for s in path.split("/") if s]
+        if any(s in (".", "..") for s in segments):
+            raise web.HTTPBadRequest(text="relative path segments are not allowed\n")
+        return root, segments
+
+    @staticmethod
+    def _format(request: web.Request) -> str:
+        fmt = request.query.get("format")
+        if fmt is not None:
+            if fmt not in ("raw", "car"):
+                raise web.HTTPBadRequest(text=f"unsupported format {fmt!r}\n")
+            return fmt
+        accept = request.headers.get("Accept", "")
+        if RAW_TYPE in accept:
+            return "raw"
+        if CAR_TYPE in accept:
+            return "car"
+        return "unixfs"
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        root, segments = self._parse(request)
+        fmt = self._format(request)
+        recorder = _Recorder(self.source)
+        resolver = Resolver(recorder)
+        try:
+            cids = await asyncio.to_thread(resolver.resolve, root, "/".join(segments))
+            target = await asyncio.to_thread(resolver.block, cids[-1])
+        except NotFoundError as exc:
+            raise web.HTTPNotFound(text=f"{exc}\n") from None
+        headers = {
+            "X-Ipfs-Path": "/ipfs/" + "/".join([str(root), *segments]),
+            "X-Ipfs-Roots": ",".join(str(c) for c in cids),
+            "Cache-Control": IMMUTABLE,
+            "Access-Control-Allow-Origin": "*",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if fmt == "raw":
+            return await self._raw(request, target, headers)
+        if fmt == "car":
+            return await self._car(request, resolver, recorder.seen[:-1], target, headers)
+        return await self._unixfs(request, resolver, target, segments, headers)
+
+    def _not_modified(self, request: web.Request, etag: str, headers: dict) -> bool:
+        headers["Etag"] = etag
+        return etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]
+
+    async def _raw(self, request: web.Request, block: Block, headers: dict) -> web.Response:
+        if self._not_modified(request, f'"{block.cid}.raw"', headers):
+            return web.Response(status=304, headers=headers)
+        headers["Content-Disposition"] = f'attachment; filename="{block.cid}.bin"'
+        body = b"" if request.method == "HEAD" else block.data
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(block.data))
+        return web.Response(body=body, content_type=RAW_TYPE, headers=headers)
+
+    async def _car(
+        self,
+        request: web.Request,
+        resolver: Resolver,
+        path_cids: list[CID],
+        target: Block,
+        headers: dict,
+    ) -> web.StreamResponse:
+        scope = request.query.get("dag-scope", "all")
+        if scope not in ("block", "entity", "all"):
+            raise web.HTTPBadRequest(text=f"unsupported dag-scope {scope!r}\n")
+        entity_bytes = request.query.get("entity-bytes")
+        byte_range = None
+        if entity_bytes is not None:
+            scope = "entity"
+            if target.kind == "file":
+                byte_range = _entity_range(entity_bytes, resolver.size(target))
+        etag = f'"{target.cid}.car.{scope}.{entity_bytes or ""}"'
+        if self._not_modified(request, etag, headers):
+            return web.Response(status=304, headers=headers)
+        headers["Content-Type"] = f"{CAR_TYPE}; version=1; order=dfs; dups=n"
+        headers["Content-Disposition"] = f'attachment; filename="{target.cid}.car"'
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        await response.write(encode_header([to_cid(path_cids[0] if path_cids else target.cid)]))
+        sent: set[CID] = set()
+        for cid in path_cids:
+            if cid not in sent:
+                sent.add(cid)
+                data = await asyncio.to_thread(resolver.source.get, cid)
+                await response.write(encode_section(cid, data))
+        blocks = _car_blocks(resolver, target, scope, byte_range)
+        while (block := await asyncio.to_thread(next, blocks, None)) is not None:
+            if block.cid not in sent:
+                sent.add(block.cid)
+                await response.write(encode_section(block.cid, block.data))
+        await response.write_eof()
+        return response
+
+    async def _unixfs(
+        self,
+        request: web.Request,
+        resolver: Resolver,
+        target: Block,
+        segments: list[str],
+        headers: dict,
+    ) -> web.StreamResponse:
+        if self._not_modified(request, f'"{target.cid}"', headers):
+            return web.Response(status=304, headers=headers)
+        if target.kind == "directory":
+            entries = await asyncio.to_thread(resolver.ls, target.cid)
+            base = request.path.rstrip("/")
+            rows = "".join(
+                f'<li><a href="{html.escape(base)}/{html.escape(e.name)}">'
+                f"{html.escape(e.name)}</a> {e.size}</li>"
+                for e in entries
+            )
+            page = f"<!doctype html><title>{html.escape(request.path)}</title><ul>{rows}</ul>"
+            return web.Response(text=page, content_type="text/html", headers=headers)
+        if target.kind == "symlink":
+            return web.Response(body=target.unixfs.data or b"", headers=headers)
+        if target.kind != "file":
+            raise web.HTTPNotAcceptable(text="not a UnixFS file: ask for format=raw or car\n")
+        size = resolver.size(target)
+        name = segments[-1] if segments else ""
+        headers["Content-Type"] = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        headers["Accept-Ranges"] = "bytes"
+        start, end, status = 0, size, 200
+        if "Range" in request.headers:
+            try:
+                rng = request.http_range
+            except ValueError:
+                rng = None
+            if rng is None or (rng.start is not None and rng.start >= size and size):
+                headers["Content-Range"] = f"bytes */{size}"
+                return web.Response(status=416, headers=headers)
+            start = rng.start or 0
+            if start < 0:
+                start = max(0, size + start)
+            end = size if rng.stop is None else min(rng.stop, size)
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{max(start, end - 1)}/{size}"
+        headers["Content-Length"] = str(end - start)
+        response = web.StreamResponse(status=status, headers=headers)
+        await response.prepare(request)
+        if request.method == "GET" and end > start:
+            chunks = resolver.read(target.cid, start, end - start)
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+def _car_blocks(
+    resolver: Resolver, target: Block, scope: str, byte_range: tuple[int, int] | None
+) -> Iterator[Block]:
+    if byte_range is None:
+        yield from resolver.walk(target.cid, scope)
+        return
+    yield from _file_range_blocks(resolver, target, *byte_range, 0)
+
+
+def _file_range_blocks(
+    resolver: Resolver, block: Block, start: int, end: int, offset: int
+) -> Iterator[Block]:
+    """The blocks of a file needed to read bytes [start, end): its nodes and leaves."""
+    yield block
+    if block.node is None or block.unixfs is None or block.unixfs.type != UnixFSType.FILE:
+        return
+    pos = offset + len(block.unixfs.data or b"")
+    for link, size in zip(block.node.links, block.unixfs.blocksizes, strict=False):
+        if pos >= end:
+            break
+        if pos + size > start:
+            yield from _file_range_blocks(resolver, resolver.block(link.hash), start, end, pos)
+        pos += size
+
+
+class GatewayServer:
+    """An aiohttp gateway on 127.0.0.1 running in a background thread."""
+
+    def __init__(self, source: BlockSource, port: int = 0) -> None:
+        self.source = source
+        self.port = port
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    def start(self) -> str:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self._start())
+            except BaseException as exc:  # reported to the caller of start()
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="howto-gateway", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+        return self.url
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(Gateway(self.source).app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.port = port
+        self.url = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop = None
+
+
+@contextmanager
+def serve(source: BlockSource | None = None, port: int = 0) -> Iterator[str]:
+    """Run a gateway on loopback for the ``with`` block; yields its base URL."""
+    from .sources import default_source
+
+    server = GatewayServer(source if source is not None else default_source(), port)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
