@@ -1,0 +1,223 @@
+"""Verified ``ipfs://`` reads for fsspec, intake, xarray and zarr.
+
+Every request asks the gateway for a trustless response (a CAR of the blocks on the path
+and of the entity at its end), checks each block against its CID, and walks the DAG from
+the requested root itself: the bytes returned are the ones the CID names, or the read
+fails with ``IntegrityError``.  ``X-Ipfs-Roots`` must agree with that walk too.
+
+Plain ipfsspec users are unaffected until they opt in with ``enable()`` (which
+``howto.get_intake_catalog`` does), after which ``ipfs://`` URLs in this process go
+through ``VerifiedIPFSFileSystem``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import weakref
+
+import aiohttp
+import fsspec
+from fsspec.asyn import AsyncFileSystem, sync_wrapper
+from fsspec.spec import AbstractBufferedFile
+from multiformats import CID
+
+from .car import read_car
+from .cids import parse_cid
+from .errors import GatewayError, IntegrityError, NotFoundError
+from .gateways import gateway_url
+from .resolver import Resolver
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class GatewayTimeout(GatewayError, TimeoutError):
+    """The gateway did not answer in time (told apart from not-found)."""
+
+
+class _Blocks:
+    """Blocks received in one verified response, keyed by multihash."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.blocks: dict[bytes, bytes] = {}
+
+    def get(self, cid: CID) -> bytes:
+        try:
+            return self.blocks[bytes(cid.digest)]
+        except KeyError:
+            raise IntegrityError(f"{self.where}: the response lacks block {cid}") from None
+
+
+def _timeout() -> float:
+    return float(os.environ.get("HOWTO_GATEWAY_TIMEOUT", DEFAULT_TIMEOUT))
+
+
+class VerifiedIPFSFileSystem(AsyncFileSystem):
+    """An fsspec file system for ``ipfs://CID/path`` that trusts no gateway."""
+
+    protocol = "ipfs"
+    sep = "/"
+
+    def __init__(
+        self,
+        gateway_addr: str | None = None,
+        timeout: float | None = None,
+        asynchronous: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
+        **storage_options: object,
+    ) -> None:
+        super().__init__(asynchronous=asynchronous, loop=loop, **storage_options)
+        self.gateway_addr = gateway_addr
+        self.timeout = timeout if timeout is not None else _timeout()
+        self._sessions: dict[int, aiohttp.ClientSession] = {}
+        weakref.finalize(self, _close_sessions, self._sessions)
+
+    @property
+    def gateway(self) -> str:
+        return (self.gateway_addr or gateway_url()).rstrip("/")
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        path = path[len("ipfs://") :] if path.startswith("ipfs://") else path
+        return path.removeprefix("/ipfs/").strip("/")
+
+    async def _session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(id(loop))
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self._sessions[id(loop)] = session
+        return session
+
+    async def _fetch(
+        self, path: str, scope: str, entity_bytes: str | None = None
+    ) -> tuple[Resolver, list[CID]]:
+        """Ask for a CAR, verify it, and resolve ``path`` over its blocks only."""
+        path = self._strip_protocol(path)
+        root, subpath = parse_cid(path)
+        gateway = self.gateway
+        where = f"gateway {gateway}, /ipfs/{path}"
+        params = {"format": "car", "dag-scope": scope}
+        if entity_bytes is not None:
+            params["entity-bytes"] = entity_bytes
+        url = f"{gateway}/ipfs/{root}" + (f"/{subpath}" if subpath else "")
+        session = await self._session()
+        try:
+            async with session.get(
+                url, params=params, headers={"Accept": "application/vnd.ipld.car"}
+            ) as response:
+                if response.status in (404, 410):
+                    raise NotFoundError(f"/ipfs/{path} not found at gateway {gateway}")
+                if response.status == 400:
+                    raise NotFoundError(f"gateway {gateway} rejected /ipfs/{path} (HTTP 400)")
+                if response.status != 200:
+                    raise GatewayError(
+                        f"gateway {gateway} answered HTTP {response.status} for /ipfs/{path}"
+                    )
+                body = await response.read()
+                roots_header = response.headers.get("X-Ipfs-Roots")
+        except TimeoutError:
+            raise GatewayTimeout(
+                f"gateway {gateway} did not answer within {self.timeout:g} s for /ipfs/{path}"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise GatewayError(f"cannot reach gateway {gateway} for /ipfs/{path}: {exc}") from None
+        blocks = _Blocks(where)
+        _, sections = read_car(io.BytesIO(body))
+        for cid, data in sections:
+            blocks.blocks[bytes(cid.digest)] = data
+        resolver = Resolver(blocks)
+        try:
+            cids = resolver.resolve(root, subpath)
+        except NotFoundError as exc:
+            raise NotFoundError(f"{exc} ({where})") from None
+        if roots_header is not None:
+            claimed = [c.strip() for c in roots_header.split(",") if c.strip()]
+            try:
+                same = [CID.decode(c).digest for c in claimed] == [c.digest for c in cids]
+            except Exception:
+                same = False
+            if not same:
+                raise IntegrityError(
+                    f"{where}: X-Ipfs-Roots {roots_header!r} disagree with the DAG"
+                )
+        return resolver, cids
+
+    async def _info(self, path: str, **kwargs: object) -> dict:
+        resolver, cids = await self._fetch(path, "block")
+        block = resolver.block(cids[-1])
+        kind = {"file": "file", "directory": "directory"}.get(block.kind, "other")
+        size = resolver.size(block) if kind == "file" else 0
+        name = self._strip_protocol(path)
+        return {"name": name, "size": size, "type": kind, "CID": str(cids[-1])}
+
+    async def _ls(self, path: str, detail: bool = True, **kwargs: object) -> list:
+        path = self._strip_protocol(path)
+        resolver, cids = await self._fetch(path, "entity")
+        block = resolver.block(cids[-1])
+        if block.kind != "directory":
+            raise NotADirectoryError(path)
+        names = [f"{path}/{name}" for name, _, _ in resolver._dir_links(block)]
+        if not detail:
+            return names
+        limit = asyncio.Semaphore(16)
+
+        async def info(name: str) -> dict:
+            async with limit:
+                return await self._info(name)
+
+        return list(await asyncio.gather(*(info(n) for n in names)))
+
+    async def _cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: object
+    ) -> bytes:
+        if start is None and end is None:
+            resolver, cids = await self._fetch(path, "entity")
+            return b"".join(resolver.read(cids[-1]))
+        if (start or 0) < 0 or (end is not None and end < 0):
+            size = (await self._info(path))["size"]
+            start = max(0, size + start) if start and start < 0 else start
+            end = size + end if end is not None and end < 0 else end
+        start = start or 0
+        if end is not None and end <= start:
+            return b""
+        last = "*" if end is None else str(end - 1)
+        resolver, cids = await self._fetch(path, "entity", f"{start}:{last}")
+        length = None if end is None else end - start
+        return b"".join(resolver.read(cids[-1], start, length))
+
+    cat_file = sync_wrapper(_cat_file)
+
+    def _open(self, path: str, mode: str = "rb", block_size: int | None = None, **kwargs):
+        if mode != "rb":
+            raise NotImplementedError("ipfs:// is read-only")
+        return IPFSFile(self, path, mode, block_size or "default", **kwargs)
+
+    def ukey(self, path: str) -> str:
+        """The CID: by definition an identifier that never changes."""
+        return self.info(path)["CID"]
+
+
+class IPFSFile(AbstractBufferedFile):
+    """A read-only file whose ranges are fetched as verified CARs."""
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        return self.fs.cat_file(self.path, start, end)
+
+
+def _close_sessions(sessions: dict) -> None:
+    for session in sessions.values():
+        if not session.closed and session.connector is not None:
+            session.connector._close()
+
+
+def enable() -> None:
+    """Route ``ipfs://`` in this process through ``VerifiedIPFSFileSystem``."""
+    fsspec.register_implementation("ipfs", VerifiedIPFSFileSystem, clobber=True)
+
+
+def filesystem(**options: object) -> VerifiedIPFSFileSystem:
+    """A verified ``ipfs://`` file system (options: ``gateway_addr``, ``timeout``)."""
+    return VerifiedIPFSFileSystem(**options)
