@@ -1,9 +1,12 @@
-"""Where blocks come from: the local repository first, then the content bundled with howto."""
+"""Where blocks come from: the local repository, then the blocks bundled with howto."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from multiformats import CID
 
+from .car import read_car
 from .errors import NotFoundError
 from .repo import Repo
 
@@ -23,6 +26,32 @@ class Chain:
         raise NotFoundError(f"block {cid} is not available from any source")
 
 
+class CarBlocks:
+    """The blocks of some CAR files, each verified once when the files are first read."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        self._blocks: dict[bytes, bytes] | None = None
+
+    def _load(self) -> dict[bytes, bytes]:
+        if self._blocks is None:
+            blocks = {}
+            for path in self.paths:
+                with open(path, "rb") as f:
+                    for cid, data in read_car(f)[1]:
+                        blocks[bytes(cid.digest)] = data
+            self._blocks = blocks
+        return self._blocks
+
+    def get(self, cid: CID) -> bytes:
+        try:
+            return self._load()[bytes(cid.digest)]
+        except KeyError:
+            raise NotFoundError(f"block {cid} is not in the bundled CAR files") from None
+
+
 def default_source() -> Chain:
-    """The sources ``howto cat/ls/dag export`` read from."""
-    return Chain(Repo())
+    """What ``howto cat/ls/dag export`` and the embedded gateway read from."""
+    from .catalog import bundled_car_files
+
+    return Chain(Repo(), CarBlocks(bundled_car_files()))

@@ -1,0 +1,1 @@
+"""The catalogs shipped with howto (classic YAML, pinned versions, their blocks)."""
