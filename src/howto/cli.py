@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from collections.abc import Sequence
 
 from multiformats import CID
 
 from . import sources
 from .add import add_paths
+from .car import read_car
 from .cids import parse_cid, to_cid
 from .errors import HowtoError
 from .repo import Repo
@@ -95,6 +97,47 @@ def _cmd_dag_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .gateway import GatewayServer
+    from .sources import CarBlocks, Chain, default_source
+
+    for car in args.car:
+        with open(car, "rb") as f:  # refuse a bad CAR before serving anything
+            for _ in read_car(f)[1]:
+                pass
+    source = Chain(CarBlocks(args.car), default_source()) if args.car else default_source()
+    server = GatewayServer(source, args.port)
+    url = server.start()
+    print(f"howto gateway serving on {url}/ipfs/ (Ctrl-C to stop)", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        server.stop()
+    return 0
+
+
+def _cmd_catalog_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .catalog import build_ipfs_catalog, pin_version
+
+    classic = Path(args.catalog) if args.catalog else None
+    if args.pin:
+        entry = pin_version(args.pin, args.note or "", classic=classic)
+        print(f"pinned {entry.version}: {entry.cid}")
+    else:
+        print(build_ipfs_catalog(classic, only_hash=args.only_hash))
+    return 0
+
+
+def _cmd_catalog_versions(args: argparse.Namespace) -> int:
+    from .catalog import list_catalog_versions
+
+    for v in list_catalog_versions():
+        print(f"{v.version}\t{v.date}\t{v.cid}\t{v.note}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="howto", description="Content-addressed data, the IPFS way, verified."
@@ -133,6 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = dag.add_parser("import", help="verify and store the blocks of CAR files")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=_cmd_dag_import)
+    p = sub.add_parser("serve", help="run a gateway on 127.0.0.1 for the local repository")
+    p.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    p.add_argument("--car", action="append", default=[], metavar="FILE", help="also serve")
+    p.set_defaults(func=_cmd_serve)
+
+    catalog = sub.add_parser("catalog", help="build and list IPFS catalog versions")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
+    p = catalog_sub.add_parser("build", help="add the classic catalog, print its root CID")
+    p.add_argument("--catalog", help="root YAML of the classic catalog (default: bundled)")
+    p.add_argument("-n", "--only-hash", action="store_true", help="compute the CID only")
+    p.add_argument("--pin", metavar="VERSION", help="record it as a new pinned version")
+    p.add_argument("--note", help="what changed, for the versions index")
+    p.set_defaults(func=_cmd_catalog_build)
+    p = catalog_sub.add_parser("versions", help="list the pinned catalog versions")
+    p.set_defaults(func=_cmd_catalog_versions)
     return parser
 
 
