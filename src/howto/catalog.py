@@ -107,7 +107,7 @@ def _local(template: str, catalog: Path, entry: str) -> Path:
     text = text.replace("{{CATALOG_DIR}}", str(catalog.parent))
     if "{{" in text or "://" in text:
         raise CatalogError(f"{catalog}: entry {entry!r}: urlpath {template!r} is not a local path")
-    return Path(text)
+    return Path(os.path.normpath(text))
 
 
 def walk_catalog(path: Path) -> Iterator[tuple[Path, dict]]:
