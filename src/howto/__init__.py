@@ -11,7 +11,18 @@ from .add import add
 from .castore import CAStore
 from .catalog import get_intake_catalog, get_latest_catalog_cid, list_catalog_versions
 from .errors import GatewayError, HowtoError, IntegrityError, NotFoundError
-from .gateway import serve
+
+
+
+def serve(*args: object, **kwargs: object):
+    """Run a gateway on 127.0.0.1 for a ``with`` block (see ``howto.gateway.serve``).
+
+    Imported on first use, so ``import howto`` stays quick for the command line.
+    """
+    from .gateway import serve as _serve
+
+    return _serve(*args, **kwargs)
+
 
 try:
     __version__ = version("howto")
