@@ -210,9 +210,10 @@ def pin_version(
     """Build, then record a new version: its new blocks as a CAR and a line in the index.
 
     Everything is prepared in temporary files and moved into place at the end, so a
-    failure leaves ``versions.json`` and ``blocks/`` as they were.
+    failure leaves ``versions.json`` and ``blocks/`` as they were.  The index lives next
+    to the root catalog: ``directory`` defaults to the folder of ``classic``.
     """
-    directory = directory or catalog_dir()
+    directory = directory or (classic.parent if classic else catalog_dir())
     versions = list_catalog_versions(directory)
     if any(v.version == version for v in versions):
         raise CatalogError(f"version {version!r} is already pinned")
@@ -222,7 +223,7 @@ def pin_version(
         previous = versions[-1].cid if versions else None
         if previous == v1_str(root):
             raise CatalogError(f"nothing changed: the catalog is still {previous}")
-        known = _known_blocks(directory)
+        known = _known_blocks(directory, versions)
         blocks = [
             (b.cid, b.data)
             for b in Resolver(repo).walk(root, "all")
@@ -242,17 +243,23 @@ def pin_version(
         items = [asdict(v) for v in [*versions, entry]]
         index_tmp.write_text(json.dumps({"versions": items}, indent=2) + "\n")
         (directory / "blocks").mkdir(exist_ok=True)
-        shutil.move(car_tmp, directory / "blocks" / f"{version}.car")
-        os.replace(index_tmp, directory / "versions.json")
+        car = directory / "blocks" / f"{version}.car"
+        shutil.move(car_tmp, car)
+        try:
+            os.replace(index_tmp, directory / "versions.json")
+        except BaseException:
+            car.unlink()  # no CAR without its line in the index
+            raise
     return entry
 
 
-def _known_blocks(directory: Path) -> set[bytes]:
+def _known_blocks(directory: Path, versions: list[Version]) -> set[bytes]:
+    """The blocks of the pinned versions (a CAR that is not in the index does not count)."""
     from .car import read_car
 
     known: set[bytes] = set()
-    for car in sorted((directory / "blocks").glob("*.car")):
-        with open(car, "rb") as f:
+    for version in versions:
+        with open(directory / "blocks" / f"{version.version}.car", "rb") as f:
             known.update(bytes(cid.digest) for cid, _ in read_car(f)[1])
     return known
 
@@ -286,11 +293,21 @@ def get_intake_catalog(use_ipfs: bool | str = False, **kwargs: object):
     cid = _catalog_cid(use_ipfs)
     if cid is None:
         return intake.open_catalog(str(classic_catalog_path()), **kwargs)
+    from fsspec.exceptions import FSTimeoutError
+
     from . import fs
 
     fs.enable()
+    # fsspec reuses file system instances: drop them, so that the gateway timeout set now
+    # (HOWTO_GATEWAY_TIMEOUT) applies rather than the one of an earlier call.
+    fs.VerifiedIPFSFileSystem.clear_instance_cache()
     url = f"ipfs://{v1_str(cid)}/{ROOT_NAME}"
-    fs.filesystem().info(url)  # fail fast, clearly, when nobody provides this CID
+    try:
+        fs.filesystem().info(url)  # fail fast, clearly, when nobody provides this CID
+    except FSTimeoutError as exc:  # fsspec's sync() hides GatewayTimeout behind this
+        if isinstance(exc.__cause__, fs.GatewayTimeout):
+            raise exc.__cause__ from None
+        raise
     return intake.open_catalog(url, **kwargs)
 
 
