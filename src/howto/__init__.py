@@ -13,7 +13,6 @@ from .catalog import get_intake_catalog, get_latest_catalog_cid, list_catalog_ve
 from .errors import GatewayError, HowtoError, IntegrityError, NotFoundError
 
 
-
 def serve(*args: object, **kwargs: object):
     """Run a gateway on 127.0.0.1 for a ``with`` block (see ``howto.gateway.serve``).
 

@@ -51,6 +51,13 @@ def check_paths(paths: Sequence[str | os.PathLike], recursive: bool) -> list[Pat
     return checked
 
 
+def _entry_name(path: Path) -> str:
+    """The name kubo prints for a command-line path: its last part (``.`` is the cwd's)."""
+    if str(path) == ".":  # go-ipfs-cmds resolves "." to the real working directory
+        return Path.cwd().resolve().name or "/"
+    return path.name or str(path)
+
+
 def add_paths(
     paths: Sequence[str | os.PathLike],
     *,
@@ -87,7 +94,7 @@ def add_paths(
         stack.enter_context(bar if not bar.disable else nullcontext())
         tops = []
         for path in checked:
-            name = path.name or str(path)
+            name = _entry_name(path)
             for added, node in walk(importer, path, name, recursive, bar.update):
                 yield added
                 top = node  # the path itself comes last
@@ -101,10 +108,13 @@ def add(path: str | os.PathLike | Sequence[str | os.PathLike], **options: object
     """Import a file or directory as ``ipfs add`` would and return the root CID.
 
     Takes the options of ``add_paths`` (``recursive``, ``hidden``, ``only_hash``,
-    ``wrap_with_directory``, ``raw_leaves``, ``cid_version``, ``chunker``, ``repo``).
-    A directory implies ``recursive=True``.
+    ``wrap_with_directory``, ``raw_leaves``, ``cid_version``, ``chunker``, ``repo``,
+    ``progress``, off by default); the CLI's ``quiet``/``quieter`` are accepted and
+    ignored, as they only shape printed output.  A directory implies ``recursive=True``.
     """
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    for printing_only in ("quiet", "quieter"):  # CLI output flags: nothing to print here
+        options.pop(printing_only, None)
     if any(Path(p).is_dir() for p in paths):
         options.setdefault("recursive", True)
     options.setdefault("progress", False)

@@ -11,11 +11,16 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 import dag_cbor
+from dag_cbor.decoding.err import CBORDecodingError
 from multiformats import CID
 
 from .cids import to_cid, verify_block
 from .dagpb import read_varint, varint
 from .errors import IntegrityError
+
+# Limits from go-car: a larger header or section is a corrupt length, not a real block.
+MAX_HEADER_SIZE = 32 << 20
+MAX_SECTION_SIZE = 32 << 20
 
 
 class CARError(IntegrityError):
@@ -53,20 +58,28 @@ def _split_cid(section: bytes) -> int:
     return pos + size
 
 
-def _read_varint_stream(stream: BinaryIO) -> int | None:
+def _read_varint_stream(stream: BinaryIO, what: str) -> int | None:
     value = shift = 0
     while True:
         b = stream.read(1)
         if not b:
             if shift:
-                raise CARError("CAR truncated inside a section length")
+                raise CARError(f"CAR truncated inside the length of {what}")
             return None
         value |= (b[0] & 0x7F) << shift
         if not b[0] & 0x80:
             return value
         shift += 7
         if shift > 63:
-            raise CARError("CAR section length is not a valid varint")
+            raise CARError(f"the length of {what} is not a valid varint")
+
+
+def _describe(index: int, section: bytes) -> str:
+    """``block #index``, with its CID when the section starts with a readable one."""
+    try:
+        return f"block #{index} ({to_cid(section[: _split_cid(section)])})"
+    except Exception:  # a damaged CID: the index is all there is to go by
+        return f"block #{index}"
 
 
 def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
@@ -74,9 +87,11 @@ def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
 
     Every block is checked against its CID; any fault raises ``CARError`` naming the block.
     """
-    size = _read_varint_stream(stream)
+    size = _read_varint_stream(stream, "the header")
     if size is None:
         raise CARError("empty CAR file")
+    if size > MAX_HEADER_SIZE:
+        raise CARError(f"CAR header claims {size} bytes: not a CAR file, or a corrupt one")
     raw = stream.read(size)
     if len(raw) != size:
         raise CARError("CAR truncated inside its header")
@@ -85,25 +100,33 @@ def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
         roots = [to_cid(r) for r in header["roots"]]
         if header.get("version") != 1:
             raise CARError(f"unsupported CAR version {header.get('version')!r}")
-    except (KeyError, TypeError, ValueError, dag_cbor.decoding.DAGCBORDecodingError) as exc:
-        raise CARError(f"CAR header is not valid: {exc}") from None
+    except (AttributeError, KeyError, TypeError, ValueError, CBORDecodingError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CARError(f"CAR header is not valid: {reason}") from None
 
     def blocks() -> Iterator[tuple[CID, bytes]]:
         index = 0
-        while (length := _read_varint_stream(stream)) is not None:
+        while (length := _read_varint_stream(stream, f"block #{index}")) is not None:
+            if length > MAX_SECTION_SIZE:
+                raise CARError(f"block #{index} claims {length} bytes: the CAR is corrupt")
             section = stream.read(length)
             if len(section) != length:
-                raise CARError(f"CAR truncated in block #{index}")
+                raise CARError(
+                    f"CAR truncated in {_describe(index, section)}: "
+                    f"{len(section)} of {length} bytes present"
+                )
             try:
                 split = _split_cid(section)
+                if split > len(section):
+                    raise ValueError("the section is shorter than its CID")
                 cid = to_cid(section[:split])
             except Exception as exc:
                 raise CARError(f"block #{index} has no valid CID: {exc}") from None
             data = section[split:]
             try:
                 verify_block(cid, data)
-            except IntegrityError:
-                raise CARError(f"block #{index} ({cid}) does not match its CID") from None
+            except IntegrityError as exc:  # the message names the CID
+                raise CARError(f"CAR block #{index}: {exc}") from None
             yield cid, data
             index += 1
 

@@ -9,6 +9,7 @@ import argparse
 import sys
 import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from multiformats import CID
 
@@ -20,6 +21,13 @@ from .errors import HowtoError
 from .repo import Repo
 from .resolver import Resolver
 from .transfer import export_car, import_car
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2), like other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
 
 
 def _cid_arg(text: str) -> tuple[CID, str]:
@@ -139,9 +147,7 @@ def _cmd_catalog_versions(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="howto", description="Content-addressed data, the IPFS way, verified."
-    )
+    parser = _Parser(prog="howto", description="Content-addressed data, the IPFS way, verified.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("add", help="import files like 'ipfs add' and print their CIDs")
@@ -206,7 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 141
     except (HowtoError, OSError, ValueError, KeyError) as exc:
-        print(f"howto {args.command}: error: {exc}", file=sys.stderr)
+        subcommand = getattr(args, "dag_command", None) or getattr(args, "catalog_command", None)
+        command = " ".join(filter(None, (args.command, subcommand)))
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line
+        print(f"howto {command}: error: {reason}", file=sys.stderr)
         return 1
 
 

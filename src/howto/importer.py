@@ -12,6 +12,7 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +25,11 @@ MAX_CHUNK = 2096896  # kubo 0.40+: 2 MiB less 256 bytes (boxo/chunker)
 MAX_LINKS = 174
 
 BlockSink = Callable[[bytes, bytes], None]
+
+# Binary CID prefixes (version, codec, sha2-256, 32 bytes) for the leaf hot path.
+_RAW_V1 = bytes([0x01, RAW, 0x12, 0x20])
+_PB_V1 = bytes([0x01, DAG_PB, 0x12, 0x20])
+_PB_V0 = bytes([0x12, 0x20])
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,9 @@ class Importer:
         self.options = options
         self.sink = sink
         self.pb_version = options.cid_version
+        self._pb_prefix = _PB_V0 if options.cid_version == 0 else _PB_V1
+        self._frames: dict[int, tuple[bytes, bytes]] = {}
+        self._buffer: memoryview | None = None
 
     def _emit_pb(self, node: PBNode) -> tuple[bytes, int]:
         block = encode_node(node)
@@ -88,17 +97,42 @@ class Importer:
             self.sink(cid, block)
         return cid, len(block)
 
-    def _leaf(self, chunk: bytes) -> Node:
-        if self.options.raw_leaves:
-            cid = cid_bytes(chunk, RAW, 1)
-            if self.sink:
-                self.sink(cid, chunk)
-            return Node(cid, len(chunk), len(chunk))
+    def _leaf(self, chunk: bytes | memoryview) -> Node:
+        """One chunk as a leaf block; ``chunk`` may be a view into a reused buffer.
+
+        The chunk is hashed in place (never copied); bytes are made only for the sink.
+        """
         size = len(chunk)
-        inner = b"\x08\x02" + (b"\x12" + varint(size) + chunk if size else b"")
-        inner += b"\x18" + varint(size)
-        cid, blen = self._emit_pb(PBNode(data=inner))
-        return Node(cid, blen, size)
+        if self.options.raw_leaves:
+            cid = _RAW_V1 + sha256(chunk).digest()
+            if self.sink:
+                self.sink(cid, bytes(chunk))
+            return Node(cid, size, size)
+        head, tail = self._leaf_frame(size)
+        digest = sha256(head)
+        digest.update(chunk)
+        digest.update(tail)
+        cid = self._pb_prefix + digest.digest()
+        if self.sink:
+            self.sink(cid, b"".join((head, chunk, tail)))
+        return Node(cid, len(head) + size + len(tail), size)
+
+    def _leaf_frame(self, size: int) -> tuple[bytes, bytes]:
+        """The dag-pb bytes before and after a ``size``-byte chunk in a UnixFS file leaf.
+
+        The block is ``PBNode{Data: UnixFS{Type: File, Data: chunk, filesize: size}}``,
+        exactly what ``encode_node`` writes; the frame is cached for the usual chunk size.
+        """
+        cached = self._frames.get(size)
+        if cached is not None:
+            return cached
+        data_field = b"\x12" + varint(size) if size else b""
+        tail = b"\x18" + varint(size)
+        inner_len = 2 + len(data_field) + size + len(tail)
+        head = b"\x0a" + varint(inner_len) + b"\x08\x02" + data_field
+        if size == self.options.chunk_size:
+            self._frames[size] = (head, tail)
+        return head, tail
 
     def _parent(self, children: list[Node]) -> Node:
         meta = UnixFSData(
@@ -111,18 +145,25 @@ class Importer:
         return Node(cid, blen + sum(c.tsize for c in children), meta.filesize)
 
     def add_stream(self, stream: BinaryIO, progress: Callable[[int], object] | None = None) -> Node:
-        """Import one file's bytes in kubo's balanced layout."""
+        """Import one file's bytes in kubo's balanced layout.
+
+        Chunks are read into one reused buffer and hashed where they lie, so memory stays
+        flat and no byte is copied unless a sink keeps the blocks.
+        """
         levels: list[list[Node]] = [[]]
         size = self.options.chunk_size
+        if self._buffer is None:  # one buffer for every file this importer reads
+            self._buffer = memoryview(bytearray(size))
+        view = self._buffer
         first = True
         while True:
-            chunk = _read_full(stream, size)
-            if not chunk and not first:
+            got = _read_into(stream, view)
+            if not got and not first:
                 break
             first = False
-            levels[0].append(self._leaf(chunk))
+            levels[0].append(self._leaf(view[:got]))
             if progress:
-                progress(len(chunk))
+                progress(got)
             level = 0
             while len(levels[level]) == MAX_LINKS:
                 if level + 1 == len(levels):
@@ -130,7 +171,7 @@ class Importer:
                 levels[level + 1].append(self._parent(levels[level]))
                 levels[level] = []
                 level += 1
-            if len(chunk) < size:
+            if got < size:
                 break
         level = 0
         while not (level == len(levels) - 1 and len(levels[level]) == 1):
@@ -157,20 +198,21 @@ class Importer:
         return Node(cid, tsize)
 
 
-def _read_full(stream: BinaryIO, size: int) -> bytes:
-    """Read exactly ``size`` bytes unless the stream ends first (pipes return less)."""
-    data = stream.read(size)
-    if len(data) == size or not data:
-        return data
-    parts = [data]
-    got = len(data)
-    while got < size:
-        more = stream.read(size - got)
-        if not more:
+def _read_into(stream: BinaryIO, view: memoryview) -> int:
+    """Fill ``view`` from ``stream`` unless it ends first (pipes return less); bytes read."""
+    readinto = getattr(stream, "readinto", None)
+    got = 0
+    while got < len(view):
+        if readinto is not None:
+            n = readinto(view[got:])
+        else:  # a file-like object with only read()
+            data = stream.read(len(view) - got)
+            n = len(data)
+            view[got : got + n] = data
+        if not n:
             break
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
+        got += n
+    return got
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from multiformats import CID
 from .cids import to_cid, verify_block
 from .errors import NotFoundError
 
+IDENTITY = 0x00
+
 
 def default_repo_path() -> Path:
     """``$HOWTO_REPO``, else a folder in the user's cache directory."""
@@ -44,7 +46,11 @@ class Transaction:
         self.staged: set[str] = set()
 
     def put(self, cid: bytes | CID | str, data: bytes) -> None:
-        key = _key(to_cid(cid))
+        """Stage one block (already checked by the caller) unless the repo has it."""
+        cid = to_cid(cid)
+        if cid.hashfun.code == IDENTITY:
+            return
+        key = _key(cid)
         if key in self.staged or self.repo._path(key).exists():
             return
         (self.staging / key).write_bytes(data)
@@ -67,13 +73,17 @@ class Repo:
         return self.path / "blocks" / key[-2:] / key
 
     def has(self, cid: bytes | CID | str) -> bool:
-        return self._path(_key(to_cid(cid))).exists()
+        """Whether the block is here (identity CIDs carry their block, so always)."""
+        cid = to_cid(cid)
+        return cid.hashfun.code == IDENTITY or self._path(_key(cid)).exists()
 
     __contains__ = has
 
     def get(self, cid: bytes | CID | str) -> bytes:
         """The block's bytes, checked against ``cid``; ``NotFoundError`` when absent."""
         cid = to_cid(cid)
+        if cid.hashfun.code == IDENTITY:  # the "digest" is the block itself, as in kubo
+            return bytes(cid.raw_digest)
         try:
             data = self._path(_key(cid)).read_bytes()
         except FileNotFoundError:
