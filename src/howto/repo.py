@@ -13,7 +13,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import platformdirs
@@ -111,3 +111,5 @@ class Repo:
             txn._commit()
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            with suppress(OSError):  # still in use by another transaction: leave it
+                staging.parent.rmdir()
