@@ -1,0 +1,470 @@
+"""The book: strict builds, reproducible outputs, the data-access chapter, internal links.
+
+``make test`` runs after ``make book`` (a clean, strict build into ``_build``); run alone,
+these tests build the book first when no successful build is newer than its sources.
+
+Where nbval runs: on copies of the executed chapters (``_build/jupyter_execute/book``)
+placed in ``_build/nbval/book``, next to symlinks to the rest of the repository.  nbval
+starts each kernel in the notebook's folder, and the chapters were executed in ``book/``,
+so a chapter that reads ``../catalogs/...`` finds the same files under nbval as in the build.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+from book_tools import (
+    BOOK,
+    BUILD_FLAGS,
+    EXECUTED,
+    HTML,
+    ROOT,
+    STAMP,
+    build_command,
+    ensure_book_built,
+    html_pages,
+    is_notebook,
+    link_problems,
+    offline_prefix,
+    prepare_nbval_tree,
+    run_chapter,
+    summary_lines,
+    summary_problems,
+    toc_files,
+)
+
+import howto
+
+SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
+#: The reading order of the book; _toc.yml lists the ones that exist, in this order.
+CHAPTER_ORDER = [
+    "book/intro",
+    "book/01_referencing_data",
+    "book/02_hash_functions",
+    "book/03_castore",
+    "book/04_cids",
+    "book/05_ipfs",
+    "book/06_intake",
+    "book/07_pinned_catalogs",
+    "book/08_publishing",
+    "book/09_zarr_ipld",
+    "book/api",
+]
+DATA_CHAPTER = BOOK / "06_intake.md"
+NOTEBOOK_CHAPTERS = [
+    f for f in toc_files() if (ROOT / f"{f}.md").exists() and is_notebook(ROOT / f"{f}.md")
+]
+
+HEADER = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
+
+@pytest.fixture(scope="session")
+def book() -> Path:
+    ensure_book_built()
+    return HTML
+
+
+# --- configuration and table of contents ------------------------------------------------
+
+
+def test_toc_lists_every_chapter_in_reading_order():
+    listed = toc_files()
+    assert listed[0] == "book/intro"
+    assert len(set(listed)) == len(listed), "a file is listed twice"
+    for entry in listed:
+        assert (ROOT / f"{entry}.md").is_file(), f"_toc.yml lists {entry}, which does not exist"
+        assert entry in CHAPTER_ORDER, f"{entry} has no place in the book's order"
+    assert listed == sorted(listed, key=CHAPTER_ORDER.index)
+    # only_build_toc_files silently drops a chapter that is not listed: refuse that
+    on_disk = {f"book/{p.stem}" for p in BOOK.glob("*.md")}
+    assert sorted(on_disk - set(listed)) == [], "chapters missing from _toc.yml"
+
+
+def test_config_is_strict_and_offline_ready():
+    """The Sphinx configuration Jupyter Book derives from _config.yml, as the build sees it."""
+    from jupyter_book.config import get_final_config
+
+    config, _ = get_final_config(
+        user_yaml=ROOT / "_config.yml",
+        sourcedir=ROOT,
+        cli_config={"latex_individualpages": False},
+    )
+    assert config["external_toc_exclude_missing"] is True  # only_build_toc_files
+    assert config["nb_execution_mode"] == "force"
+    assert config["nb_execution_raise_on_error"] is True
+    assert config["nb_execution_allow_errors"] is False
+    assert 0 < config["nb_execution_timeout"] <= 180
+    assert {"sphinx.ext.autodoc", "myst_nb", "sphinx_book_theme"} <= set(config["extensions"])
+    assert "sphinx_thebe" not in config["extensions"]
+    assert {".venv", "_build", ".pytest_cache"} <= set(config["exclude_patterns"])
+    launch = config["html_theme_options"]["launch_buttons"]
+    assert launch["binderhub_url"] == "https://mybinder.org"
+    assert config["html_theme_options"]["repository_url"].startswith("https://github.com/")
+
+
+# --- the build fails on errors and warnings -------------------------------------------------
+
+
+def _tiny_book(tmp_path: Path, chapter: str) -> Path:
+    """A book with the project's _config.yml, an intro and one chapter."""
+    root = tmp_path / "book"
+    (root / "book").mkdir(parents=True)
+    shutil.copy(ROOT / "_config.yml", root / "_config.yml")
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/chapter\n"
+    )
+    (root / "book" / "intro.md").write_text("# A tiny book\n\nIt has one chapter.\n")
+    (root / "book" / "chapter.md").write_text(HEADER + textwrap.dedent(chapter))
+    return root
+
+
+def test_offline_builds_see_loopback_only():
+    """Builds run in a network namespace whose one interface is loopback, and it is up."""
+    prefix = offline_prefix()
+    assert prefix, "cannot make a network namespace (unshare -rn, ip) on this machine"
+    links = subprocess.run(
+        [*prefix, "ip", "-o", "link"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert len(links) == 1 and ": lo:" in links[0] and "UP" in links[0], links
+    assert (
+        subprocess.run(
+            [*prefix, "ip", "-o", "route"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == ""
+    )
+
+
+def _build(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        build_command(root), cwd=root, capture_output=True, text=True, timeout=300
+    )
+
+
+GOOD_CHAPTER = """
+    # Chapter
+
+    ```{code-cell} ipython3
+    answer = 6 * 7
+    print(answer)
+    ```
+
+    An expected failure, tagged so:
+
+    ```{code-cell} ipython3
+    :tags: [raises-exception]
+
+    {}["missing"]
+    ```
+"""
+
+
+def test_tiny_book_builds_with_the_same_config(tmp_path):
+    """The control for the two tests below: nothing wrong, exit 0, output executed."""
+    root = _tiny_book(tmp_path, GOOD_CHAPTER)
+    result = _build(root)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    page = (root / "_build" / "html" / "book" / "chapter.html").read_text()
+    assert "42" in page and "KeyError" in page
+
+
+def test_failing_cell_fails_the_build(tmp_path):
+    root = _tiny_book(
+        tmp_path,
+        GOOD_CHAPTER
+        + """
+    ```{code-cell} ipython3
+    raise RuntimeError("this cell fails on purpose")
+    ```
+    """,
+    )
+    result = _build(root)
+    assert result.returncode != 0
+    assert "this cell fails on purpose" in result.stdout + result.stderr
+
+
+def test_warning_fails_the_build(tmp_path):
+    root = _tiny_book(tmp_path, GOOD_CHAPTER + "\nSee [a chapter nobody wrote](nowhere.md).\n")
+    result = _build(root)
+    assert result.returncode != 0
+    assert "nowhere.md" in result.stdout + result.stderr
+
+
+def test_makefile_builds_clean_strict_and_offline():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^book:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, "no book target"
+    lines = recipe.group(1)
+    assert "rm -rf _build" in lines
+    assert re.search(r"\$\(OFFLINE\) \S*jupyter-book build \. " + " ".join(BUILD_FLAGS), lines)
+    assert "unshare -rn" in makefile
+    assert re.search(r"^test:.*\bbook\b", makefile, re.M), "make test must build the book first"
+
+
+# --- the built book -------------------------------------------------------------------------
+
+
+def test_book_built_within_three_minutes(book):
+    """From the start stamp of the last clean build to the last file it wrote."""
+    started = STAMP.stat().st_mtime
+    finished = max(p.stat().st_mtime for p in book.rglob("*") if p.is_file())
+    assert 0 < finished - started <= 180, f"the book took {finished - started:.0f} s to build"
+
+
+def test_every_toc_entry_has_a_page(book):
+    for entry in toc_files():
+        assert (book / f"{entry}.html").is_file(), f"no page for {entry}"
+    assert (book / "index.html").is_file()
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOK_CHAPTERS)
+def test_chapter_was_executed(book, chapter):
+    nb = nbformat.read(EXECUTED / f"{chapter}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, f"{chapter} has no code cells"
+    assert all(c.execution_count for c in code), "a code cell was not executed"
+    for cell in code:
+        tags = cell.metadata.get("tags", [])
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert not errors or "raises-exception" in tags, f"unexpected error in {chapter}"
+
+
+def test_api_page_documents_the_package(book):
+    page = (book / "book" / "api.html").read_text()
+    for name in [
+        "howto.get_intake_catalog",
+        "howto.CAStore",
+        "howto.catalog.catalog_dir",
+        "howto.cids.parse_cid",
+        "howto.car.read_car",
+        "howto.gateway.serve",
+        "howto.ipld.IPLDStore",
+    ]:
+        assert f'id="{name}"' in page, f"{name} is not documented"
+
+
+# --- internal links ---------------------------------------------------------------------
+
+
+def test_internal_links_resolve(book):
+    pages = html_pages(book)
+    assert len(pages) >= len(toc_files())
+    problems = [p for page in pages for p in link_problems(page, book)]
+    assert problems == []
+
+
+def test_link_check_finds_broken_links(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.html").write_text('<h1 id="there">B</h1>')
+    (tmp_path / "a.html").write_text(
+        '<p id="top"></p><a href="sub/b.html#there">ok</a> <a href="#top">ok</a>'
+        '<a href="https://example.org/x">external</a> <img src="missing.png">'
+        '<a href="sub/b.html#nowhere">bad anchor</a> <a href="#gone">bad</a>'
+    )
+    problems = link_problems(tmp_path / "a.html", tmp_path)
+    assert len(problems) == 3, problems
+    assert any("missing.png" in p for p in problems)
+    assert any("'nowhere'" in p for p in problems)
+    assert any("'gone'" in p for p in problems)
+
+
+# --- nbval: outputs reproduce from run to run --------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def nbval_copies(book) -> dict[str, Path]:
+    return {f"book/{p.stem}": p for p in prepare_nbval_tree()}
+
+
+def _nbval(*paths: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--nbval",
+            "--nbval-current-env",
+            "--nbval-sanitize-with",
+            str(SANITIZE),
+            *map(str, paths),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOK_CHAPTERS)
+def test_chapter_outputs_reproduce(nbval_copies, chapter):
+    assert chapter in nbval_copies, f"no executed copy of {chapter}"
+    result = _nbval(nbval_copies[chapter])
+    assert result.returncode == 0, result.stdout[-8000:]
+    assert re.search(r"\d+ passed", result.stdout)
+
+
+def _write_notebook(path: Path, source: str, stored_output: str) -> Path:
+    cell = nbformat.v4.new_code_cell(source, execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stored_output)]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path
+
+
+def test_nbval_forgives_addresses_and_timestamps_but_not_changes(tmp_path):
+    volatile = _write_notebook(
+        tmp_path / "volatile.ipynb",
+        "import datetime, uuid\n"
+        "print(object(), datetime.datetime.now().isoformat(), uuid.uuid4())\n",
+        "<object object at 0x7f3a1c2b4e50> 2001-01-01T00:00:00.000001 "
+        "0b9c7a4e-8a7d-4c0e-9f1a-3f5d0c2b1a99\n",
+    )
+    changed = _write_notebook(tmp_path / "changed.ipynb", "print(6 * 7)\n", "41\n")
+    assert _nbval(volatile).returncode == 0
+    result = _nbval(changed)
+    assert result.returncode != 0 and "41" in result.stdout
+
+
+# --- the data-access chapter, run by papermill for every pinned catalog version ------------
+#
+# The contract with book/06_intake.md: a cell tagged `parameters` defines `catalog_cid`;
+# the chapter reads data from that catalog version and prints one line
+# `SUMMARY {json}` whose "cid" is the catalog CID it used, plus fields describing the data
+# it read: numbers finite, counts positive, physical values in plausible ranges, times
+# in ISO 8601, no empty strings or lists (null is allowed: "not available").
+
+VERSIONS = howto.list_catalog_versions()
+
+
+def test_there_are_pinned_catalog_versions():
+    assert VERSIONS, "catalogs/versions.json lists no version"
+    assert len({v.cid for v in VERSIONS}) == len(VERSIONS)
+
+
+def check_data_chapter(md: Path, cid: str, workdir: Path) -> dict:
+    """Run ``md`` for catalog ``cid`` with papermill in book/ and check its SUMMARY."""
+    import jupytext
+
+    parameter_cells = [
+        c
+        for c in jupytext.read(md).cells
+        if "parameters" in c.metadata.get("tags", []) and "catalog_cid" in c.source
+    ]
+    assert len(parameter_cells) == 1, "need one cell tagged parameters that sets catalog_cid"
+    nb = run_chapter(md, {"catalog_cid": cid}, workdir, cwd=BOOK)
+    summaries = summary_lines(nb)
+    assert len(summaries) == 1, f"expected one SUMMARY line, got {len(summaries)}"
+    assert summary_problems(summaries[0], cid) == []
+    return summaries[0]
+
+
+_data_summaries: dict[str, dict] = {}  # version -> SUMMARY of the data chapter
+
+
+def _data_chapter_summary(version, workdir: Path) -> dict:
+    if not DATA_CHAPTER.exists():
+        pytest.skip("book/06_intake.md is not written yet (the stand-in test checks the runner)")
+    if version.version not in _data_summaries:
+        workdir.mkdir(parents=True, exist_ok=True)
+        _data_summaries[version.version] = check_data_chapter(DATA_CHAPTER, version.cid, workdir)
+    return _data_summaries[version.version]
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=[v.version for v in VERSIONS])
+def test_data_chapter_reads_every_pinned_version(version, tmp_path):
+    _data_chapter_summary(version, tmp_path)
+
+
+def test_data_chapter_summaries_describe_the_same_things(tmp_path):
+    """Every version gets a summary with the same fields, each naming its own catalog."""
+    summaries = [_data_chapter_summary(v, tmp_path / v.version) for v in VERSIONS]
+    assert len({frozenset(s) for s in summaries}) == 1, [sorted(s) for s in summaries]
+    assert [s["cid"] for s in summaries] == [v.cid for v in VERSIONS]
+
+
+STAND_IN = """
+    # Stand-in for the data-access chapter
+
+    ```{code-cell} ipython3
+    :tags: [parameters]
+
+    catalog_cid = None
+    ```
+
+    ```{code-cell} ipython3
+    import json
+
+    import howto
+
+    cid = catalog_cid or howto.get_latest_catalog_cid()
+    ds = howto.get_intake_catalog(use_ipfs=cid).BCO.radiosondes.level2.to_dask()
+    summary = {
+        "cid": cid,
+        "levels": ds.sizes["alt"],
+        "top_altitude_m": float(ds["alt"].max()),
+        "surface_temperature_degC": round(float(ds["temperature"][0]), 2),
+    }
+    print("SUMMARY", json.dumps(summary))
+    ```
+"""
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=[v.version for v in VERSIONS])
+def test_papermill_runner_with_a_stand_in_chapter(version, tmp_path):
+    md = tmp_path / "stand_in.md"
+    md.write_text(HEADER + textwrap.dedent(STAND_IN))
+    summary = check_data_chapter(md, version.cid, tmp_path)
+    assert summary["levels"] > 1000
+
+
+def test_summary_check_rejects_wrong_or_implausible_data():
+    cid = "bafybeicwhdfduwqbzvrdwvjcffwawlbmdhyiyxtvsycyoshyjg2roeunny"
+    good = {"cid": cid, "levels": 2384, "surface_temperature_degC": 25.8, "top_altitude_m": 23860}
+    assert summary_problems(good, cid) == []
+    assert summary_problems({**good, "cid": "bafyother"}, cid)
+    assert summary_problems({"cid": cid}, cid)
+    assert summary_problems({**good, "levels": 0}, cid)
+    assert summary_problems({**good, "surface_temperature_K": 25.8}, cid)
+    assert summary_problems({**good, "surface_temperature_degC": 299.0}, cid)
+    assert summary_problems({**good, "top_altitude_m": -5000}, cid)
+    assert summary_problems({**good, "mean_temperature": 250.0}, cid) == []
+    assert summary_problems({**good, "stats": {"mean_pressure": float("nan")}}, cid)
+    assert summary_problems({**good, "variables": []}, cid)
+    assert summary_problems({**good, "alt_max": 123456.0}, cid)
+    assert summary_problems({**good, "launch_time": "yesterday"}, cid)
+    assert summary_problems({**good, "launch_time": "2019-02-18T20:41:24Z"}, cid) == []
+    assert summary_problems({**good, "launch_time": None}, cid) == []
+    assert summary_problems([good], cid)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("")])
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output(
+            "stream", name="stdout", text="x\nSUMMARY " + json.dumps(good) + "\nSUMMARY: no\n"
+        )
+    ]
+    assert summary_lines(nb) == [good]
