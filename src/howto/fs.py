@@ -13,9 +13,11 @@ through ``VerifiedIPFSFileSystem``.
 from __future__ import annotations
 
 import asyncio
-import io
+import functools
+import hashlib
 import os
 import weakref
+from urllib.parse import quote
 
 import aiohttp
 import fsspec
@@ -23,17 +25,25 @@ from fsspec.asyn import AsyncFileSystem, sync_wrapper
 from fsspec.spec import AbstractBufferedFile
 from multiformats import CID
 
-from .car import read_car
-from .cids import parse_cid
+from .car import CARError
+from .cids import SHA2_256, parse_cid, to_cid, verify_block
+from .dagpb import read_varint
 from .errors import GatewayError, IntegrityError, NotFoundError
 from .gateways import gateway_url
-from .resolver import Resolver
+from .resolver import BlockCache, Resolver, cid_text
 
 DEFAULT_TIMEOUT = 30.0
+#: Responses at least this large are verified in a worker thread: hashing releases the GIL,
+#: so the event loop keeps serving other requests meanwhile.
+THREAD_BYTES = 64 * 1024
 
 
-class GatewayTimeout(GatewayError, TimeoutError):
-    """The gateway did not answer in time (told apart from not-found)."""
+class GatewayTimeout(GatewayError):
+    """The gateway did not answer in time (told apart from not-found).
+
+    Deliberately not a ``TimeoutError``: fsspec's synchronous wrappers replace any
+    ``TimeoutError`` with a bare ``FSTimeoutError``, which would lose the gateway and CID.
+    """
 
 
 class _Blocks:
@@ -48,6 +58,83 @@ class _Blocks:
             return self.blocks[bytes(cid.digest)]
         except KeyError:
             raise IntegrityError(f"{self.where}: the response lacks block {cid}") from None
+
+
+class _Miss(Exception):
+    """A block that is not in the cache (so the gateway must be asked)."""
+
+
+class _CacheOnly:
+    """A source with no blocks: a resolver over it can use its cache and nothing else."""
+
+    def get(self, cid: CID) -> bytes:
+        raise _Miss
+
+
+@functools.lru_cache(maxsize=1024)
+def _root(text: str) -> CID:
+    return parse_cid(text)[0]  # cached: decoding a CID string takes ~0.3 ms
+
+
+def _split(path: str) -> tuple[CID, str]:
+    """``CID/sub/path`` → the CID and the sub-path."""
+    head, _, subpath = path.partition("/")
+    return _root(head), subpath.strip("/")
+
+
+def _same_roots(header: str, cids: list[CID]) -> bool:
+    """Whether an ``X-Ipfs-Roots`` value names ``cids`` (any CID version or base)."""
+    claimed = [c.strip() for c in header.split(",") if c.strip()]
+    if claimed == [cid_text(c) for c in cids]:
+        return True
+    try:
+        return [CID.decode(c).digest for c in claimed] == [c.digest for c in cids]
+    except Exception:
+        return False
+
+
+def _read_car(body: bytes, where: str) -> dict[bytes, bytes]:
+    """The blocks of a CAR response by multihash, every one checked against its CID.
+
+    A lean version of ``car.read_car`` for the read path, which gets one CAR per chunk:
+    it skips the header (the trustless gateway spec tells clients to ignore its roots) and
+    builds no ``CID`` objects, the slow part.  sha2-256 is checked here, anything else by
+    ``verify_block``.
+    """
+    blocks: dict[bytes, bytes] = {}
+    index = 0
+    try:
+        size, pos = read_varint(body, 0)
+        pos += size
+        if pos > len(body):
+            raise ValueError("truncated in the header")
+        while pos < len(body):
+            length, pos = read_varint(body, pos)
+            start, end = pos, pos + length
+            if end > len(body):
+                raise ValueError(f"truncated in block #{index}")
+            if body[pos : pos + 2] != b"\x12\x20":  # CIDv1: version and codec first
+                version, pos = read_varint(body, pos)
+                _, pos = read_varint(body, pos)
+                if version != 1:
+                    raise ValueError(f"block #{index} has a CID of version {version}")
+            mh_start = pos
+            code, pos = read_varint(body, pos)
+            digest_size, pos = read_varint(body, pos)
+            pos += digest_size
+            if pos > end:
+                raise ValueError(f"block #{index} is shorter than its CID")
+            multihash, data = body[mh_start:pos], body[pos:end]
+            if code == SHA2_256 and digest_size == 32:
+                if hashlib.sha256(data).digest() != multihash[2:]:
+                    raise IntegrityError(f"{where}: block #{index} does not match its CID")
+            else:
+                verify_block(to_cid(body[start:pos]), data)
+            blocks[multihash] = data
+            pos, index = end, index + 1
+    except (ValueError, KeyError) as exc:  # KeyError: a codec multiformats does not know
+        raise CARError(f"{where}: malformed CAR, {exc}") from None
+    return blocks
 
 
 def _timeout() -> float:
@@ -72,6 +159,8 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self.gateway_addr = gateway_addr
         self.timeout = timeout if timeout is not None else _timeout()
         self._sessions: dict[int, aiohttp.ClientSession] = {}
+        # Verified directory and file nodes: paths through them resolve without asking.
+        self._cache = BlockCache()
         weakref.finalize(self, _close_sessions, self._sessions)
 
     @property
@@ -94,15 +183,33 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
     async def _fetch(
         self, path: str, scope: str, entity_bytes: str | None = None
     ) -> tuple[Resolver, list[CID]]:
-        """Ask for a CAR, verify it, and resolve ``path`` over its blocks only."""
+        """Ask for a CAR, verify it, and resolve ``path`` over its blocks only.
+
+        Path segments through directories already verified (cached) are resolved here,
+        and the gateway is asked for the target CID itself; ``block`` scope requests for
+        a cached node need no request at all.
+        """
         path = self._strip_protocol(path)
-        root, subpath = parse_cid(path)
+        root, subpath = _split(path)
         gateway = self.gateway
         where = f"gateway {gateway}, /ipfs/{path}"
+        try:
+            known = Resolver(_CacheOnly(), self._cache).resolve(root, subpath)
+        except _Miss:
+            known = None
+        except NotFoundError as exc:
+            raise NotFoundError(f"{exc} ({where})") from None
+        if known is not None and scope == "block" and self._cache.get(known[-1]):
+            return Resolver(_CacheOnly(), self._cache), known
         params = {"format": "car", "dag-scope": scope}
         if entity_bytes is not None:
             params["entity-bytes"] = entity_bytes
-        url = f"{gateway}/ipfs/{root}" + (f"/{subpath}" if subpath else "")
+        if known is not None:
+            url = f"{gateway}/ipfs/{cid_text(known[-1])}"
+        else:
+            url = f"{gateway}/ipfs/{cid_text(root)}" + (
+                f"/{quote(subpath, safe='/')}" if subpath else ""
+            )
         session = await self._session()
         try:
             async with session.get(
@@ -124,25 +231,33 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
             ) from None
         except aiohttp.ClientError as exc:
             raise GatewayError(f"cannot reach gateway {gateway} for /ipfs/{path}: {exc}") from None
+        verify = functools.partial(self._verify, body, roots_header, root, subpath, known, where)
+        if len(body) < THREAD_BYTES:
+            return verify()
+        return await asyncio.to_thread(verify)
+
+    def _verify(
+        self,
+        body: bytes,
+        roots_header: str | None,
+        root: CID,
+        subpath: str,
+        known: list[CID] | None,
+        where: str,
+    ) -> tuple[Resolver, list[CID]]:
+        """Check every block of a CAR response and walk ``root/subpath`` over them."""
         blocks = _Blocks(where)
-        _, sections = read_car(io.BytesIO(body))
-        for cid, data in sections:
-            blocks.blocks[bytes(cid.digest)] = data
-        resolver = Resolver(blocks)
-        try:
-            cids = resolver.resolve(root, subpath)
-        except NotFoundError as exc:
-            raise NotFoundError(f"{exc} ({where})") from None
-        if roots_header is not None:
-            claimed = [c.strip() for c in roots_header.split(",") if c.strip()]
+        blocks.blocks = _read_car(body, where)
+        resolver = Resolver(blocks, self._cache)
+        if known is not None:
+            cids, expected = known, known[-1:]
+        else:
             try:
-                same = [CID.decode(c).digest for c in claimed] == [c.digest for c in cids]
-            except Exception:
-                same = False
-            if not same:
-                raise IntegrityError(
-                    f"{where}: X-Ipfs-Roots {roots_header!r} disagree with the DAG"
-                )
+                cids = expected = resolver.resolve(root, subpath)
+            except NotFoundError as exc:
+                raise NotFoundError(f"{exc} ({where})") from None
+        if roots_header is not None and not _same_roots(roots_header, expected):
+            raise IntegrityError(f"{where}: X-Ipfs-Roots {roots_header!r} disagree with the DAG")
         return resolver, cids
 
     async def _info(self, path: str, **kwargs: object) -> dict:

@@ -10,11 +10,13 @@ reached from a CID is served: there is no way to name a file on this machine.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import mimetypes
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from aiohttp import web
 from multiformats import CID
@@ -23,25 +25,78 @@ from .car import encode_header, encode_section
 from .cids import parse_cid, to_cid
 from .dagpb import UnixFSType
 from .errors import NotFoundError
-from .resolver import Block, BlockSource, Resolver
+from .resolver import Block, BlockCache, BlockSource, Resolver, cid_text
+
+T = TypeVar("T")
 
 RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"
 IMMUTABLE = "public, max-age=29030400, immutable"
+#: Blocks (or file bytes) are read in a worker thread this many bytes at a time: one
+#: thread hop per batch instead of one per block.
+BATCH_BYTES = 1 << 20
 
 
-class _Recorder:
-    """A block source that remembers which blocks a path walk needed, for CAR proofs."""
+class _Recorder(Resolver):
+    """A resolver that remembers the blocks a path walk needed, for CAR proofs."""
 
-    def __init__(self, source: BlockSource) -> None:
-        self.source = source
-        self.seen: list[CID] = []
+    def __init__(self, source: BlockSource, cache: BlockCache) -> None:
+        super().__init__(source, cache)
+        self.seen: dict[tuple[int, bytes], Block] | None = {}
 
-    def get(self, cid: CID) -> bytes:
-        data = self.source.get(cid)
-        if cid not in self.seen:
-            self.seen.append(cid)
-        return data
+    def block(self, cid: CID | str | bytes) -> Block:
+        block = super().block(cid)
+        if self.seen is not None:
+            self.seen.setdefault((block.cid.codec.code, block.cid.digest), block)
+        return block
+
+    def locate(self, root: CID, segments: list[str]) -> tuple[list[CID], Block, list[Block]]:
+        """Resolve the path: its CIDs, the target block, and the blocks above the target."""
+        cids = self.resolve(root, "/".join(segments))
+        path = list(self.seen.values())
+        self.seen = None  # stop recording: the rest is the response itself
+        return cids, self.block(cids[-1]), path
+
+
+def _batch(items: Iterator[T], size: Callable[[T], int]) -> list[T]:
+    """The next items of ``items``, up to about ``BATCH_BYTES`` (empty at the end)."""
+    batch, total = [], 0
+    for item in items:
+        batch.append(item)
+        total += size(item)
+        if total >= BATCH_BYTES:
+            break
+    return batch
+
+
+async def _batches(
+    items: Iterator[T], size: Callable[[T], int], inline: bool
+) -> AsyncIterator[list[T]]:
+    """``items`` in batches, read by a worker thread one batch ahead of the caller (so that
+    reading and hashing overlap with sending), or here when ``items`` does no I/O."""
+    if inline:
+        while batch := _batch(items, size):
+            yield batch
+        return
+    pending = asyncio.ensure_future(asyncio.to_thread(_batch, items, size))
+    try:
+        while batch := await pending:
+            # One thread at a time uses ``items``: the next batch starts after this one.
+            pending = asyncio.ensure_future(asyncio.to_thread(_batch, items, size))
+            yield batch
+    finally:
+        pending.cancel()  # the client went away: drop the batch read ahead
+
+
+@functools.lru_cache(maxsize=1024)
+def _car_header(root: CID) -> bytes:
+    return encode_header([root])
+
+
+@functools.lru_cache(maxsize=1024)
+def _root(text: str) -> CID:
+    """The CID at the head of a request path (cached: decoding a CID string is slow)."""
+    return parse_cid(text)[0]
 
 
 def _entity_range(spec: str, size: int) -> tuple[int, int]:
@@ -62,6 +117,7 @@ class Gateway:
 
     def __init__(self, source: BlockSource) -> None:
         self.source = source
+        self.cache = BlockCache()  # decoded directory and file nodes, shared by requests
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -77,9 +133,9 @@ class Gateway:
         )
 
     def _parse(self, request: web.Request) -> tuple[CID, list[str]]:
-        tail = request.match_info["tail"]
+        head, _, path = request.match_info["tail"].partition("/")
         try:
-            root, path = parse_cid(tail)
+            root = _root(head)
         except ValueError as exc:
             raise web.HTTPBadRequest(text=f"{exc}\n") from None
         segments = [s for s in path.split("/") if s]
@@ -104,16 +160,14 @@ class Gateway:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         root, segments = self._parse(request)
         fmt = self._format(request)
-        recorder = _Recorder(self.source)
-        resolver = Resolver(recorder)
+        resolver = _Recorder(self.source, self.cache)
         try:
-            cids = await asyncio.to_thread(resolver.resolve, root, "/".join(segments))
-            target = await asyncio.to_thread(resolver.block, cids[-1])
+            cids, target, path = await asyncio.to_thread(resolver.locate, root, segments)
         except NotFoundError as exc:
             raise web.HTTPNotFound(text=f"{exc}\n") from None
         headers = {
-            "X-Ipfs-Path": "/ipfs/" + "/".join([str(root), *segments]),
-            "X-Ipfs-Roots": ",".join(str(c) for c in cids),
+            "X-Ipfs-Path": "/ipfs/" + "/".join([cid_text(root), *segments]),
+            "X-Ipfs-Roots": ",".join(cid_text(c) for c in cids),
             "Cache-Control": IMMUTABLE,
             "Access-Control-Allow-Origin": "*",
             "X-Content-Type-Options": "nosniff",
@@ -121,7 +175,7 @@ class Gateway:
         if fmt == "raw":
             return await self._raw(request, target, headers)
         if fmt == "car":
-            return await self._car(request, resolver, recorder.seen[:-1], target, headers)
+            return await self._car(request, resolver, path, target, headers)
         return await self._unixfs(request, resolver, target, segments, headers)
 
     def _not_modified(self, request: web.Request, etag: str, headers: dict) -> bool:
@@ -129,9 +183,10 @@ class Gateway:
         return etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]
 
     async def _raw(self, request: web.Request, block: Block, headers: dict) -> web.Response:
-        if self._not_modified(request, f'"{block.cid}.raw"', headers):
+        name = cid_text(block.cid)
+        if self._not_modified(request, f'"{name}.raw"', headers):
             return web.Response(status=304, headers=headers)
-        headers["Content-Disposition"] = f'attachment; filename="{block.cid}.bin"'
+        headers["Content-Disposition"] = f'attachment; filename="{name}.bin"'
         body = b"" if request.method == "HEAD" else block.data
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(block.data))
@@ -141,7 +196,7 @@ class Gateway:
         self,
         request: web.Request,
         resolver: Resolver,
-        path_cids: list[CID],
+        path: list[Block],
         target: Block,
         headers: dict,
     ) -> web.StreamResponse:
@@ -154,27 +209,32 @@ class Gateway:
             scope = "entity"
             if target.kind == "file":
                 byte_range = _entity_range(entity_bytes, resolver.size(target))
-        etag = f'"{target.cid}.car.{scope}.{entity_bytes or ""}"'
+        name = cid_text(target.cid)
+        etag = f'"{name}.car.{scope}.{entity_bytes or ""}"'
         if self._not_modified(request, etag, headers):
             return web.Response(status=304, headers=headers)
         headers["Content-Type"] = f"{CAR_TYPE}; version=1; order=dfs; dups=n"
-        headers["Content-Disposition"] = f'attachment; filename="{target.cid}.car"'
+        headers["Content-Disposition"] = f'attachment; filename="{name}.car"'
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
         if request.method == "HEAD":
             return response
-        await response.write(encode_header([to_cid(path_cids[0] if path_cids else target.cid)]))
+        parts = [_car_header(to_cid(path[0].cid if path else target.cid))]
         sent: set[CID] = set()
-        for cid in path_cids:
-            if cid not in sent:
-                sent.add(cid)
-                data = await asyncio.to_thread(resolver.source.get, cid)
-                await response.write(encode_section(cid, data))
+        for block in path:
+            sent.add(block.cid)
+            parts.append(encode_section(block.cid, block.data))
         blocks = _car_blocks(resolver, target, scope, byte_range)
-        while (block := await asyncio.to_thread(next, blocks, None)) is not None:
-            if block.cid not in sent:
-                sent.add(block.cid)
-                await response.write(encode_section(block.cid, block.data))
+        inline = scope == "block" or not resolver.links(target)  # nothing more to read
+        async for batch in _batches(blocks, _block_size, inline):
+            for block in batch:
+                if block.cid not in sent:
+                    sent.add(block.cid)
+                    parts.append(encode_section(block.cid, block.data))
+            await response.write(b"".join(parts))
+            parts = []
+        if parts:
+            await response.write(b"".join(parts))
         await response.write_eof()
         return response
 
@@ -186,7 +246,7 @@ class Gateway:
         segments: list[str],
         headers: dict,
     ) -> web.StreamResponse:
-        if self._not_modified(request, f'"{target.cid}"', headers):
+        if self._not_modified(request, f'"{cid_text(target.cid)}"', headers):
             return web.Response(status=304, headers=headers)
         if target.kind == "directory":
             entries = await asyncio.to_thread(resolver.ls, target.cid)
@@ -225,18 +285,27 @@ class Gateway:
         response = web.StreamResponse(status=status, headers=headers)
         await response.prepare(request)
         if request.method == "GET" and end > start:
-            chunks = resolver.read(target.cid, start, end - start)
-            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-                await response.write(chunk)
+            chunks = resolver.read(target, start, end - start)
+            inline = not resolver.links(target)  # a single block, already read
+            async for batch in _batches(chunks, len, inline):
+                for chunk in batch:
+                    await response.write(chunk)
         await response.write_eof()
         return response
+
+
+def _block_size(block: Block) -> int:
+    return len(block.data)
 
 
 def _car_blocks(
     resolver: Resolver, target: Block, scope: str, byte_range: tuple[int, int] | None
 ) -> Iterator[Block]:
     if byte_range is None:
-        yield from resolver.walk(target.cid, scope)
+        if scope == "block" or not resolver.links(target):
+            yield target  # already read and checked: no need to read it again
+        else:
+            yield from resolver.walk(target.cid, scope)
         return
     yield from _file_range_blocks(resolver, target, *byte_range, 0)
 

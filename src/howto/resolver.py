@@ -7,6 +7,10 @@ module returns was reached by hash from the root: a wrong block cannot slip in.
 
 from __future__ import annotations
 
+import base64
+import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,7 +19,7 @@ import dag_cbor
 from multiformats import CID
 
 from .cids import DAG_CBOR, DAG_PB, RAW, to_cid
-from .dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
+from .dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs, varint
 from .errors import NotFoundError
 from .hamt import shard_lookup_index
 
@@ -59,14 +63,87 @@ class Block:
         }.get(self.unixfs.type, "unknown")
 
 
-class Resolver:
-    """UnixFS (and DAG-CBOR) traversal over a block source."""
+# multiformats validates every argument of every call: decoding or printing a CID takes
+# ~0.25 ms, more than hashing a 64 KiB block.  The hot paths below are memoised.
 
-    def __init__(self, source: BlockSource) -> None:
+
+def cid_text(cid: CID) -> str:
+    """The CID as text: base32 for CIDv1 (the form ``to_cid`` gives), base58 for CIDv0."""
+    if cid.version == 0:
+        return _v0_text(cid)
+    return _v1_text(cid.codec.code, cid.digest)
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _v1_text(codec: int, multihash: bytes) -> str:
+    raw = b"\x01" + varint(codec) + multihash
+    return "b" + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _v0_text(cid: CID) -> str:
+    return str(cid)
+
+
+_to_cid = functools.lru_cache(maxsize=1 << 15)(to_cid)
+
+
+def _cid(raw: CID | str | bytes) -> CID:
+    """``to_cid``, memoised: links, paths and repeated requests name the same CIDs again."""
+    try:
+        return _to_cid(raw)
+    except TypeError:  # unhashable, such as a memoryview
+        return to_cid(raw)
+
+
+def _key(cid: CID) -> tuple[int, bytes]:
+    return cid.codec.code, cid.digest
+
+
+class BlockCache:
+    """Decoded dag-pb blocks by codec and multihash, least recently used dropped past a size.
+
+    Sharing it is safe because a CID names the same bytes forever and only blocks that a
+    verifying source returned are put in: a hit skips reading, hashing and decoding again.
+    """
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._blocks: OrderedDict[tuple[int, bytes], Block] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, cid: CID) -> Block | None:
+        key = _key(cid)
+        with self._lock:
+            block = self._blocks.get(key)
+            if block is not None:
+                self._blocks.move_to_end(key)
+            return block
+
+    def put(self, block: Block) -> None:
+        key = _key(block.cid)
+        with self._lock:
+            if key in self._blocks or len(block.data) > self.max_bytes:
+                return
+            self._blocks[key] = block
+            self.size += len(block.data)
+            while self.size > self.max_bytes:
+                _, old = self._blocks.popitem(last=False)
+                self.size -= len(old.data)
+
+
+class Resolver:
+    """UnixFS (and DAG-CBOR) traversal over a block source (and an optional cache)."""
+
+    def __init__(self, source: BlockSource, cache: BlockCache | None = None) -> None:
         self.source = source
+        self.cache = cache
 
     def block(self, cid: CID | str | bytes) -> Block:
-        cid = to_cid(cid)
+        cid = _cid(cid)
+        if self.cache is not None and (hit := self.cache.get(cid)) is not None:
+            return hit
         data = self.source.get(cid)
         block = Block(cid, data)
         if cid.codec.code == DAG_PB:
@@ -76,6 +153,8 @@ class Resolver:
                     block.unixfs = decode_unixfs(block.node.data)
                 except ValueError:
                     block.unixfs = None
+            if self.cache is not None:
+                self.cache.put(block)
         return block
 
     def resolve(self, root: CID | str, path: str = "") -> list[CID]:
@@ -86,33 +165,39 @@ class Resolver:
         return cids
 
     def _child(self, block: Block, name: str, root: CID, path: str) -> CID:
-        missing = NotFoundError(f"no link named {name!r} under {block.cid} (in {root}/{path})")
+        # The message is built only on failure: formatting CIDs is slow.
+        def missing() -> NotFoundError:
+            return NotFoundError(f"no link named {name!r} under {block.cid} (in {root}/{path})")
+
         codec = block.cid.codec.code
         if codec == DAG_CBOR:
             value = dag_cbor.decode(block.data)
             if not isinstance(value, dict) or name not in value:
-                raise missing
+                raise missing()
             value = value[name]
             if not isinstance(value, CID):
                 raise NotFoundError(f"{name!r} under {block.cid} is not a link")
             return to_cid(value)
         if block.node is None:
-            raise missing
+            raise missing()
         if block.unixfs is not None and block.unixfs.type == UnixFSType.HAMT_SHARD:
-            return self._hamt_child(block, name, 0, missing)
+            found = self._hamt_child(block, name, 0)
+            if found is None:
+                raise missing()
+            return found
         for link in block.node.links:
             if link.name == name:
-                return to_cid(link.hash)
-        raise missing
+                return _cid(link.hash)
+        raise missing()
 
-    def _hamt_child(self, block: Block, name: str, depth: int, missing: Exception) -> CID:
+    def _hamt_child(self, block: Block, name: str, depth: int) -> CID | None:
         prefix = f"{shard_lookup_index(name, depth):02X}"
         for link in block.node.links:
             if link.name == prefix + name:
-                return to_cid(link.hash)
+                return _cid(link.hash)
             if link.name == prefix:
-                return self._hamt_child(self.block(link.hash), name, depth + 1, missing)
-        raise missing
+                return self._hamt_child(self.block(link.hash), name, depth + 1)
+        return None
 
     def size(self, block: Block) -> int:
         """File size of a UnixFS file or raw block (0 for directories)."""
@@ -125,10 +210,12 @@ class Resolver:
             return meta.filesize
         return len(meta.data or b"")
 
-    def read(self, cid: CID | str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def read(
+        self, cid: CID | str | Block, offset: int = 0, length: int | None = None
+    ) -> Iterator[bytes]:
         """Stream a file's bytes from ``offset`` (``length`` bytes, or to the end)."""
         end = None if length is None else offset + length
-        yield from self._read(self.block(cid), offset, end)
+        yield from self._read(cid if isinstance(cid, Block) else self.block(cid), offset, end)
 
     def _read(self, block: Block, start: int, end: int | None) -> Iterator[bytes]:
         if end is not None and end <= start:
@@ -177,12 +264,12 @@ class Resolver:
                 yield from self._dir_links(self.block(link.hash))
             else:
                 name = link.name[2:] if shard else link.name
-                yield name, to_cid(link.hash), link.tsize or 0
+                yield name, _cid(link.hash), link.tsize or 0
 
     def links(self, block: Block) -> list[CID]:
         """All CIDs a block links to (dag-pb links or DAG-CBOR links), in order."""
         if block.node is not None:
-            return [to_cid(link.hash) for link in block.node.links]
+            return [_cid(link.hash) for link in block.node.links]
         if block.cid.codec.code == DAG_CBOR:
             return [to_cid(c) for c in _cbor_links(dag_cbor.decode(block.data))]
         return []
@@ -208,9 +295,7 @@ class Resolver:
             children = self.links(block)
             if scope == "entity" and block.kind == "directory":
                 if block.unixfs.type == UnixFSType.HAMT_SHARD:
-                    children = [
-                        to_cid(link.hash) for link in block.node.links if len(link.name) == 2
-                    ]
+                    children = [_cid(link.hash) for link in block.node.links if len(link.name) == 2]
                 else:
                     children = []
             elif scope == "entity" and not top and block.kind != "file":

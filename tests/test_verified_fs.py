@@ -1,0 +1,322 @@
+"""``VerifiedIPFSFileSystem``: fsspec reads checked against the CID, and gateway discovery.
+
+The file system is exercised against an honest gateway here (``test_lying_gateway.py``
+covers dishonest ones): listings, sizes, whole and ranged reads, file objects, HAMT
+directories and xarray.  ``enable()`` is process-global, so what a plain ipfsspec user sees
+before and after it is checked in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+import xarray as xr
+from multiformats import CID
+
+from howto import fs as howto_fs
+from howto.add import add
+from howto.cids import RAW, cid_bytes, to_cid
+from howto.errors import NotFoundError
+from howto.fs import VerifiedIPFSFileSystem
+from howto.gateway import serve
+from howto.gateways import configured_gateway, gateway_url
+from howto.repo import Repo
+
+CHUNK = 262144
+BIG_SIZE = 3 * CHUNK + 12345
+HELLO = b"hello, verified world\n"
+SHARD_FILES = 1300
+
+
+def shard_name(i: int) -> str:
+    return f"{i:04d}-" + "v" * 200 + ".dat"
+
+
+class Site:
+    def __init__(self, base: Path) -> None:
+        self.repo = Repo(base / "repo")
+        self.big = random.Random(11).randbytes(BIG_SIZE)
+        tree = base / "site"
+        (tree / "sub").mkdir(parents=True)
+        (tree / "names").mkdir()
+        (tree / "hello.txt").write_bytes(HELLO)
+        (tree / "big.bin").write_bytes(self.big)
+        (tree / "sub" / "a b#c.txt").write_bytes(b"awkward name\n")
+        for i in range(SHARD_FILES):
+            (tree / "names" / shard_name(i)).write_bytes(f"{i}\n".encode())
+        self.dataset = xr.Dataset(
+            {"w": (("t", "z"), np.random.default_rng(3).standard_normal((60, 30)))},
+            coords={"t": np.arange(60)},
+            attrs={"title": "verified"},
+        )
+        self.dataset.to_zarr(
+            tree / "data.zarr", zarr_format=2, encoding={"w": {"chunks": (20, 10)}}
+        )
+        self.root = add(tree, repo=self.repo, cid_version=1, raw_leaves=True, hidden=True)
+        self.hello = to_cid(cid_bytes(HELLO, RAW, 1))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Site:
+    return Site(tmp_path_factory.mktemp("verified"))
+
+
+@pytest.fixture(scope="module")
+def url(site) -> str:
+    with serve(site.repo) as base:
+        yield base
+
+
+@pytest.fixture
+def vfs(url) -> VerifiedIPFSFileSystem:
+    return VerifiedIPFSFileSystem(gateway_addr=url, timeout=20, skip_instance_cache=True)
+
+
+def test_ls(vfs, site):
+    root = str(site.root)
+    names = vfs.ls(f"ipfs://{root}", detail=False)
+    assert sorted(names) == sorted(
+        f"{root}/{n}" for n in ("big.bin", "data.zarr", "hello.txt", "names", "sub")
+    )
+    detail = {e["name"]: e for e in vfs.ls(root)}
+    assert detail[f"{root}/big.bin"]["size"] == BIG_SIZE
+    assert detail[f"{root}/big.bin"]["type"] == "file"
+    assert detail[f"{root}/names"]["type"] == "directory"
+    with pytest.raises(NotADirectoryError):
+        vfs.ls(f"{root}/hello.txt")
+
+
+def test_info(vfs, site):
+    info = vfs.info(f"ipfs://{site.root}/hello.txt")
+    assert info["type"] == "file"
+    assert info["size"] == len(HELLO)
+    assert info["CID"] == str(site.hello)
+    assert vfs.info(f"/ipfs/{site.root}/sub")["type"] == "directory"
+    assert vfs.info(f"{site.root}/big.bin")["size"] == BIG_SIZE
+    assert vfs.size(f"{site.root}/big.bin") == BIG_SIZE
+    assert vfs.ukey(f"{site.root}/hello.txt") == str(site.hello)
+
+
+def test_cat_whole_files(vfs, site):
+    assert vfs.cat(f"ipfs://{site.root}/hello.txt") == HELLO
+    assert vfs.cat_file(f"{site.root}/big.bin") == site.big
+    assert vfs.cat_file(f"{site.root}/sub/a b#c.txt") == b"awkward name\n"
+
+
+@pytest.mark.parametrize(
+    "start, end",
+    [
+        (0, 10),
+        (CHUNK - 5, CHUNK + 5),  # across a leaf boundary
+        (CHUNK, 2 * CHUNK),  # exactly one leaf
+        (100, 3 * CHUNK + 100),  # all leaves
+        (BIG_SIZE - 7, None),  # to the end
+        (-100, None),  # from the end
+        (10, -10),
+        (BIG_SIZE + 10, None),  # past the end: nothing
+        (50, 50),  # empty
+    ],
+)
+def test_cat_ranges(vfs, site, start, end):
+    got = vfs.cat_file(f"{site.root}/big.bin", start=start, end=end)
+    assert got == site.big[start:end]
+
+
+def test_open_seek_read(vfs, site):
+    with vfs.open(f"ipfs://{site.root}/big.bin", block_size=100_000) as f:
+        assert f.size == BIG_SIZE
+        assert f.read(5) == site.big[:5]
+        f.seek(CHUNK * 2 - 3)
+        assert f.read(10) == site.big[CHUNK * 2 - 3 : CHUNK * 2 + 7]
+        f.seek(-4, 2)
+        assert f.read() == site.big[-4:]
+    with pytest.raises(NotImplementedError):
+        vfs.open(f"{site.root}/big.bin", "wb")
+
+
+def test_exists_and_not_found(vfs, site):
+    assert vfs.exists(f"{site.root}/hello.txt")
+    assert vfs.exists(f"{site.root}/names/{shard_name(5)}")
+    assert not vfs.exists(f"{site.root}/missing.txt")
+    assert not vfs.exists(f"{site.root}/names/missing.dat")
+    absent = to_cid(cid_bytes(b"nobody has this", RAW, 1))
+    assert not vfs.exists(f"ipfs://{absent}")
+    with pytest.raises(NotFoundError, match="missing.txt"):
+        vfs.cat(f"{site.root}/missing.txt")
+    with pytest.raises(FileNotFoundError):
+        vfs.info(str(absent))
+
+
+def test_hamt_directory(vfs, site):
+    root = str(site.root)
+    names = vfs.ls(f"{root}/names", detail=False)
+    assert sorted(names) == sorted(f"{root}/names/{shard_name(i)}" for i in range(SHARD_FILES))
+    for i in (0, 999, SHARD_FILES - 1):
+        assert vfs.cat(f"{root}/names/{shard_name(i)}") == f"{i}\n".encode()
+        assert vfs.info(f"{root}/names/{shard_name(i)}")["size"] == len(f"{i}\n")
+    assert vfs.info(f"{root}/names")["type"] == "directory"
+
+
+def test_repeated_reads_reuse_verified_directories(vfs, site):
+    """Once a directory is verified, paths through it are asked for by CID directly."""
+    asked: list[str] = []
+    real_session = vfs._session
+
+    async def spying_session():
+        session = await real_session()
+        if not hasattr(session, "real_get"):
+            session.real_get = session.get
+
+            def get(address, **kwargs):
+                asked.append(str(address))
+                return session.real_get(address, **kwargs)
+
+            session.get = get
+        return session
+
+    vfs._session = spying_session
+    root = str(site.root)
+    assert vfs.cat(f"{root}/hello.txt") == HELLO
+    assert asked[-1].endswith(f"/ipfs/{root}/hello.txt")  # nothing known yet: the path
+    assert vfs.cat(f"{root}/big.bin") == site.big
+    big_cid = vfs.info(f"{root}/big.bin")["CID"]
+    assert asked[-1].endswith(f"/ipfs/{big_cid}")
+    vfs.ls(f"{root}/names", detail=False)  # fetches (and verifies) every shard node
+    count = len(asked)
+    assert vfs.cat(f"{root}/names/{shard_name(43)}") == b"43\n"
+    assert len(asked) == count + 1
+    assert "/names/" not in asked[-1]  # the file's own CID, not the path
+    assert vfs.info(f"{root}/names")["type"] == "directory"
+    assert len(asked) == count + 1  # a verified node needs no second request
+
+
+@pytest.fixture
+def restore_ipfs_protocol():
+    before = fsspec.get_filesystem_class("ipfs")
+    yield
+    fsspec.register_implementation("ipfs", before, clobber=True)
+
+
+def test_xarray_open_zarr_after_enable(site, url, monkeypatch, restore_ipfs_protocol):
+    monkeypatch.setenv("IPFS_GATEWAY", url)
+    howto_fs.enable()
+    assert fsspec.get_filesystem_class("ipfs") is VerifiedIPFSFileSystem
+    got = xr.open_zarr(f"ipfs://{site.root}/data.zarr")
+    xr.testing.assert_identical(got.load(), site.dataset)
+    fs, _ = fsspec.url_to_fs(f"ipfs://{site.root}/data.zarr")
+    assert isinstance(fs, VerifiedIPFSFileSystem)
+
+
+def test_plain_ipfsspec_users_are_unaffected_until_enable():
+    script = """
+import json, fsspec
+def name():
+    cls = fsspec.get_filesystem_class("ipfs")
+    return f"{cls.__module__}.{cls.__name__}"
+seen = [name()]
+import howto, howto.fs, howto.gateway  # importing changes nothing
+seen.append(name())
+howto.fs.enable()
+seen.append(name())
+print(json.dumps(seen))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    before, after_import, after_enable = json.loads(out.stdout.strip().splitlines()[-1])
+    assert before.startswith("ipfsspec.")
+    assert after_import == before
+    assert after_enable == "howto.fs.VerifiedIPFSFileSystem"
+
+
+# --- IPIP-280 gateway discovery ------------------------------------------------------------
+
+
+@pytest.fixture
+def no_gateway(monkeypatch, tmp_path) -> Path:
+    """An environment with no gateway configured; returns the (empty) home directory."""
+    for name in ("IPFS_GATEWAY", "IPFS_PATH", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    if Path("/etc/ipfs/gateway").exists():
+        pytest.skip("this machine configures a gateway in /etc/ipfs/gateway")
+    return home
+
+
+def write_gateway_file(directory: Path, address: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "gateway").write_text(f"{address}\nignored second line\n")
+
+
+def test_ipfs_gateway_variable(no_gateway, monkeypatch, url, site):
+    write_gateway_file(no_gateway / ".ipfs", "http://127.0.0.1:9/from-file")
+    monkeypatch.setenv("IPFS_GATEWAY", url + "/")
+    assert configured_gateway() == url  # the variable wins, trailing slash dropped
+    assert gateway_url() == url
+    fs = VerifiedIPFSFileSystem(timeout=20, skip_instance_cache=True)
+    assert fs.gateway == url
+    assert fs.cat(f"{site.root}/hello.txt") == HELLO
+
+
+def test_gateway_files_in_ipip280_order(no_gateway, monkeypatch, tmp_path):
+    assert configured_gateway() is None
+    write_gateway_file(no_gateway / ".config" / "ipfs", "http://127.0.0.1:4")
+    assert configured_gateway() == "http://127.0.0.1:4"
+    xdg = tmp_path / "xdg"
+    write_gateway_file(xdg / "ipfs", "http://127.0.0.1:3")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    assert configured_gateway() == "http://127.0.0.1:3"
+    write_gateway_file(no_gateway / ".ipfs", "http://127.0.0.1:2/")
+    assert configured_gateway() == "http://127.0.0.1:2"
+    ipfs_path = tmp_path / "ipfs-path"
+    write_gateway_file(ipfs_path, "http://127.0.0.1:1")
+    monkeypatch.setenv("IPFS_PATH", str(ipfs_path))
+    assert configured_gateway() == "http://127.0.0.1:1"
+
+
+def test_gateway_file_is_used_for_reads(no_gateway, url, site):
+    write_gateway_file(no_gateway / ".ipfs", url)
+    fs = VerifiedIPFSFileSystem(timeout=20, skip_instance_cache=True)
+    assert fs.gateway == url
+    assert fs.cat(f"{site.root}/hello.txt") == HELLO
+
+
+def test_embedded_gateway_when_none_is_configured(no_gateway, tmp_path):
+    """In a fresh interpreter: the embedded gateway starts on loopback and serves the repo."""
+    data = tmp_path / "data.txt"
+    data.write_bytes(b"served by the embedded gateway\n")
+    repo = tmp_path / "embedded-repo"
+    cid = add(data, repo=Repo(repo), cid_version=1, raw_leaves=True)
+    script = f"""
+import json
+from howto.gateways import configured_gateway, gateway_url
+from howto.fs import VerifiedIPFSFileSystem
+first = gateway_url()
+body = VerifiedIPFSFileSystem(timeout=20).cat("ipfs://{cid}")
+print(json.dumps([configured_gateway(), first, gateway_url(), body.decode()]))
+"""
+    env = {**os.environ, "HOWTO_REPO": str(repo), "HOME": str(no_gateway)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    configured, first, again, body = json.loads(out.stdout.strip().splitlines()[-1])
+    assert configured is None
+    assert first.startswith("http://127.0.0.1:")
+    assert again == first  # started once per process
+    assert body == "served by the embedded gateway\n"
+
+
+def test_cid_objects_and_v0_paths(vfs, site):
+    v0 = CID("base58btc", 0, "dag-pb", site.root.digest)
+    assert vfs.cat(f"ipfs://{v0}/hello.txt") == HELLO
