@@ -293,8 +293,6 @@ def get_intake_catalog(use_ipfs: bool | str = False, **kwargs: object):
     cid = _catalog_cid(use_ipfs)
     if cid is None:
         return intake.open_catalog(str(classic_catalog_path()), **kwargs)
-    from fsspec.exceptions import FSTimeoutError
-
     from . import fs
 
     fs.enable()
@@ -302,12 +300,7 @@ def get_intake_catalog(use_ipfs: bool | str = False, **kwargs: object):
     # (HOWTO_GATEWAY_TIMEOUT) applies rather than the one of an earlier call.
     fs.VerifiedIPFSFileSystem.clear_instance_cache()
     url = f"ipfs://{v1_str(cid)}/{ROOT_NAME}"
-    try:
-        fs.filesystem().info(url)  # fail fast, clearly, when nobody provides this CID
-    except FSTimeoutError as exc:  # fsspec's sync() hides GatewayTimeout behind this
-        if isinstance(exc.__cause__, fs.GatewayTimeout):
-            raise exc.__cause__ from None
-        raise
+    fs.filesystem().info(url)  # fail fast, clearly, when nobody provides this CID
     return intake.open_catalog(url, **kwargs)
 
 
