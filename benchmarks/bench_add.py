@@ -90,25 +90,14 @@ def ensure_oracle() -> Path | None:
     if shutil.which("node") is None:
         print("ipfs-unixfs-importer: skipped, node is not installed")
         return None
+    if shutil.which("npm") is None:
+        print("ipfs-unixfs-importer: skipped, npm is not installed")
+        return None
     sys.path.insert(0, str(TESTS))
-    from conftest import ORACLE_DIR, ORACLE_PACKAGES
+    from conftest import install_oracle
 
-    marker = ORACLE_DIR / "node_modules" / "ipfs-unixfs-importer" / "package.json"
-    if not marker.exists():
-        if shutil.which("npm") is None:
-            print("ipfs-unixfs-importer: skipped, npm is not installed")
-            return None
-        print(f"installing {' '.join(ORACLE_PACKAGES)} into {ORACLE_DIR} ...", flush=True)
-        ORACLE_DIR.mkdir(exist_ok=True)
-        (ORACLE_DIR / "package.json").write_text('{"name": "howto-oracle", "private": true}\n')
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--silent", *ORACLE_PACKAGES],
-            cwd=ORACLE_DIR,
-            check=True,
-            timeout=900,
-        )
-    shutil.copy(TESTS / "oracle" / "oracle.mjs", ORACLE_DIR / "oracle.mjs")
-    return ORACLE_DIR / "oracle.mjs"
+    print("ipfs-unixfs-importer: installing into tests/.oracle when missing", flush=True)
+    return install_oracle()
 
 
 def write_random_file(path: Path, size: int) -> None:

@@ -41,9 +41,11 @@ class Oracle:
         return self.cids(path, **kwargs)[0]
 
 
-@pytest.fixture(scope="session")
-def oracle() -> Oracle:
-    """Install the pinned npm importer into tests/.oracle (ignored by git) once."""
+def install_oracle() -> Path:
+    """Install the pinned npm importer into tests/.oracle (ignored by git) when missing.
+
+    Returns the script to run; the benchmarks call this too.
+    """
     marker = ORACLE_DIR / "node_modules" / "ipfs-unixfs-importer" / "package.json"
     if not marker.exists():
         ORACLE_DIR.mkdir(exist_ok=True)
@@ -55,4 +57,11 @@ def oracle() -> Oracle:
             timeout=900,
         )
     shutil.copy(HERE / "oracle" / "oracle.mjs", ORACLE_DIR / "oracle.mjs")
+    return ORACLE_DIR / "oracle.mjs"
+
+
+@pytest.fixture(scope="session")
+def oracle() -> Oracle:
+    """The npm importer, installed once per session."""
+    install_oracle()
     return Oracle(ORACLE_DIR)

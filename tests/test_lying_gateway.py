@@ -28,7 +28,7 @@ from aiohttp import web
 
 from howto import fs as howto_fs
 from howto.add import add
-from howto.car import encode_section
+from howto.car import cid_length, encode_section
 from howto.cids import RAW, cid_bytes, to_cid
 from howto.dagpb import read_varint
 from howto.errors import IntegrityError
@@ -73,16 +73,6 @@ def shard_content(i: int) -> bytes:
 
 
 # --- CAR surgery (no verification: this is the liar's side) --------------------------------
-
-
-def cid_length(section: bytes) -> int:
-    if section[:2] == b"\x12\x20":
-        return 34
-    pos = 0
-    for _ in range(3):  # version, codec, hash function
-        _, pos = read_varint(section, pos)
-    size, pos = read_varint(section, pos)
-    return pos + size
 
 
 def split_car(body: bytes) -> tuple[bytes, list[list[bytes]]]:

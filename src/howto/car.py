@@ -47,7 +47,7 @@ def write_car(
     return written
 
 
-def _split_cid(section: bytes) -> int:
+def cid_length(section: bytes) -> int:
     """Length of the CID at the start of a CAR section."""
     if section[:2] == b"\x12\x20":
         return 34
@@ -77,7 +77,7 @@ def _read_varint_stream(stream: BinaryIO, what: str) -> int | None:
 def _describe(index: int, section: bytes) -> str:
     """``block #index``, with its CID when the section starts with a readable one."""
     try:
-        return f"block #{index} ({to_cid(section[: _split_cid(section)])})"
+        return f"block #{index} ({to_cid(section[: cid_length(section)])})"
     except Exception:  # a damaged CID: the index is all there is to go by
         return f"block #{index}"
 
@@ -117,7 +117,7 @@ def read_car_raw(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[bytes, byt
                     f"{len(section)} of {length} bytes present"
                 )
             try:
-                split = _split_cid(section)
+                split = cid_length(section)
                 if split > len(section) or split < 2:
                     raise ValueError("the section is shorter than its CID")
                 cid = section[:split]
