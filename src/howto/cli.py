@@ -15,7 +15,6 @@ from multiformats import CID
 
 from . import sources
 from .add import add_paths
-from .car import read_car
 from .cids import parse_cid, to_cid
 from .errors import HowtoError
 from .repo import Repo
@@ -109,11 +108,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .gateway import GatewayServer
     from .sources import CarBlocks, Chain, default_source
 
-    for car in args.car:
-        with open(car, "rb") as f:  # refuse a bad CAR before serving anything
-            for _ in read_car(f)[1]:
-                pass
-    source = Chain(CarBlocks(args.car), default_source()) if args.car else default_source()
+    source = default_source()
+    if args.car:
+        given = CarBlocks(args.car)
+        given.load()  # refuse a bad CAR before serving anything
+        source = Chain(given, source)
     server = GatewayServer(source, args.port)
     url = server.start()
     print(f"howto gateway serving on {url}/ipfs/ (Ctrl-C to stop)", flush=True)

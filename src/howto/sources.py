@@ -33,7 +33,8 @@ class CarBlocks:
         self.paths = paths
         self._blocks: dict[bytes, bytes] | None = None
 
-    def _load(self) -> dict[bytes, bytes]:
+    def load(self) -> dict[bytes, bytes]:
+        """Read and verify every file now (a bad CAR raises ``CARError``)."""
         if self._blocks is None:
             blocks = {}
             for path in self.paths:
@@ -45,7 +46,7 @@ class CarBlocks:
 
     def get(self, cid: CID) -> bytes:
         try:
-            return self._load()[bytes(cid.digest)]
+            return self.load()[bytes(cid.digest)]
         except KeyError:
             raise NotFoundError(f"block {cid} is not in the bundled CAR files") from None
 
