@@ -82,11 +82,14 @@ def _describe(index: int, section: bytes) -> str:
         return f"block #{index}"
 
 
-def read_car_raw(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[bytes, bytes]]]:
+def read_car_raw(
+    stream: BinaryIO, roots: bool = True
+) -> tuple[list[CID], Iterator[tuple[bytes, bytes]]]:
     """Parse a CARv1: its roots and verified ``(binary CID, block)`` pairs.
 
     Every block is checked against its CID; any fault raises ``CARError`` naming the block.
     The CIDs stay binary, which keeps large CARs fast; ``read_car`` gives ``CID`` objects.
+    ``roots=False`` skips decoding the header (gateway clients ignore its roots anyway).
     """
     size = _read_varint_stream(stream, "the header")
     if size is None:
@@ -97,8 +100,8 @@ def read_car_raw(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[bytes, byt
     if len(raw) != size:
         raise CARError("CAR truncated inside its header")
     try:
-        header = dag_cbor.decode(raw)
-        roots = [to_cid(r) for r in header["roots"]]
+        header = dag_cbor.decode(raw) if roots else {"roots": [], "version": 1}
+        root_cids = [to_cid(r) for r in header["roots"]]
         if header.get("version") != 1:
             raise CARError(f"unsupported CAR version {header.get('version')!r}")
     except (AttributeError, KeyError, TypeError, ValueError, CBORDecodingError) as exc:
@@ -133,7 +136,7 @@ def read_car_raw(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[bytes, byt
             yield cid, data
             index += 1
 
-    return roots, blocks()
+    return root_cids, blocks()
 
 
 def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:

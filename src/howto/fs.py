@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
+import io
 import os
 import weakref
 from urllib.parse import quote
@@ -25,8 +25,8 @@ from fsspec.asyn import AsyncFileSystem, sync_wrapper
 from fsspec.spec import AbstractBufferedFile
 from multiformats import CID
 
-from .car import CARError
-from .cids import SHA2_256, parse_cid, to_cid, verify_block
+from .car import CARError, read_car_raw
+from .cids import parse_cid
 from .dagpb import read_varint
 from .errors import GatewayError, IntegrityError, NotFoundError
 from .gateways import gateway_url
@@ -94,47 +94,17 @@ def _same_roots(header: str, cids: list[CID]) -> bool:
 
 
 def _read_car(body: bytes, where: str) -> dict[bytes, bytes]:
-    """The blocks of a CAR response by multihash, every one checked against its CID.
-
-    A lean version of ``car.read_car`` for the read path, which gets one CAR per chunk:
-    it skips the header (the trustless gateway spec tells clients to ignore its roots) and
-    builds no ``CID`` objects, the slow part.  sha2-256 is checked here, anything else by
-    ``verify_block``.
-    """
-    blocks: dict[bytes, bytes] = {}
-    index = 0
+    """The blocks of a CAR response by multihash, every one checked against its CID."""
     try:
-        size, pos = read_varint(body, 0)
-        pos += size
-        if pos > len(body):
-            raise ValueError("truncated in the header")
-        while pos < len(body):
-            length, pos = read_varint(body, pos)
-            start, end = pos, pos + length
-            if end > len(body):
-                raise ValueError(f"truncated in block #{index}")
-            if body[pos : pos + 2] != b"\x12\x20":  # CIDv1: version and codec first
-                version, pos = read_varint(body, pos)
-                _, pos = read_varint(body, pos)
-                if version != 1:
-                    raise ValueError(f"block #{index} has a CID of version {version}")
-            mh_start = pos
-            code, pos = read_varint(body, pos)
-            digest_size, pos = read_varint(body, pos)
-            pos += digest_size
-            if pos > end:
-                raise ValueError(f"block #{index} is shorter than its CID")
-            multihash, data = body[mh_start:pos], body[pos:end]
-            if code == SHA2_256 and digest_size == 32:
-                if hashlib.sha256(data).digest() != multihash[2:]:
-                    raise IntegrityError(f"{where}: block #{index} does not match its CID")
-            else:
-                verify_block(to_cid(body[start:pos]), data)
-            blocks[multihash] = data
-            pos, index = end, index + 1
-    except (ValueError, KeyError) as exc:  # KeyError: a codec multiformats does not know
-        raise CARError(f"{where}: malformed CAR, {exc}") from None
-    return blocks
+        _, sections = read_car_raw(io.BytesIO(body), roots=False)
+        return {_multihash(cid): data for cid, data in sections}
+    except CARError as exc:
+        raise CARError(f"{where}: {exc}") from None
+
+
+def _multihash(raw_cid: bytes) -> bytes:
+    """The multihash of a binary CID: all of a CIDv0, what follows version and codec in v1."""
+    return raw_cid if raw_cid[0] != 1 else raw_cid[read_varint(raw_cid, 1)[1] :]
 
 
 def _timeout() -> float:
