@@ -59,17 +59,18 @@ def parse_cid(text: str) -> tuple[CID, str]:
 
 def verify_block(cid: CID, data: bytes) -> bytes:
     """Return ``data`` when it hashes to ``cid``, else raise ``IntegrityError``."""
-    try:
-        expected = cid.raw_digest
-        fn = cid.hashfun
-        if fn.code == SHA2_256:
-            ok = hashlib.sha256(data).digest() == bytes(expected)
-        elif fn.code == 0x00:  # identity: the data is the digest
-            ok = data == bytes(expected)
-        else:
-            ok = multihash.digest(data, fn.name) == cid.digest
-    except KeyError as exc:
-        raise IntegrityError(f"cannot verify {cid}: unsupported hash ({exc})") from None
+    multihash_bytes = bytes(cid.digest)  # cheap, unlike ``cid.raw_digest`` (~0.2 ms)
+    if multihash_bytes[:2] == _PREFIX_V0:  # sha2-256, 32 bytes: nearly every CID
+        ok = hashlib.sha256(data).digest() == multihash_bytes[2:]
+    else:
+        try:
+            fn = cid.hashfun
+            if fn.code == 0x00:  # identity: the data is the digest
+                ok = data == bytes(cid.raw_digest)
+            else:
+                ok = multihash.digest(data, fn.name) == cid.digest
+        except KeyError as exc:
+            raise IntegrityError(f"cannot verify {cid}: unsupported hash ({exc})") from None
     if not ok:
         raise IntegrityError(f"block {cid} does not match its hash")
     return data
