@@ -23,9 +23,11 @@ import xarray as xr
 from multiformats import CID
 
 from howto.add import add
-from howto.car import read_car
+from howto.car import CARError, read_car
 from howto.cids import RAW, cid_bytes, to_cid
 from howto.dagpb import UnixFSType, decode_node, decode_unixfs
+from howto.errors import IntegrityError
+from howto.fs import VerifiedIPFSFileSystem
 from howto.gateway import serve
 from howto.repo import Repo
 
@@ -381,6 +383,26 @@ def test_absent_content_is_404(url, site):
     assert status == 404
     status, _, _ = fetch(f"{url}/ipfs/{site.root}/hello.txt/deeper")
     assert status == 404
+
+
+def test_damaged_block_is_sent_as_stored_only_to_a_verifying_reader(tmp_path):
+    """Trustless replies (raw, CAR) leave the hashing to their reader, as kubo does; a file
+    served as plain bytes is checked here, since its reader cannot check it."""
+    repo = Repo(tmp_path / "repo")
+    (tmp_path / "note.txt").write_bytes(HELLO)
+    cid = add_tree(tmp_path / "note.txt", repo)
+    (stored,) = [p for p in (repo.path / "blocks").rglob("*") if p.is_file()]
+    stored.write_bytes(b"HELLO" + HELLO[5:])  # damaged on disk
+    with serve(repo) as base:
+        status, _, body = fetch(f"{base}/ipfs/{cid}?format=raw")
+        assert (status, body) == (200, b"HELLO" + HELLO[5:])
+        status, _, body = fetch(f"{base}/ipfs/{cid}?format=car")
+        assert status == 200 and body.endswith(b"HELLO" + HELLO[5:])
+        with pytest.raises(CARError):
+            list(read_car(io.BytesIO(body))[1])
+        assert fetch(f"{base}/ipfs/{cid}")[0] == 500
+        with pytest.raises(IntegrityError):
+            VerifiedIPFSFileSystem(gateway_addr=base, skip_instance_cache=True).cat(str(cid))
 
 
 @pytest.mark.parametrize("head", ["not-a-cid", "bafy", "Qm123", "b" + "a" * 58])

@@ -269,6 +269,17 @@ def in_car(change: Callable[[list[list[bytes]]], None]) -> Lie:
     return lie
 
 
+def in_raw(change: Callable[[bytes], bytes]) -> Lie:
+    """A lie that edits single-block (``format=raw``) replies."""
+
+    def lie(path_qs: str, reply: Reply, liar: Liar) -> Reply:
+        if reply.headers.get("Content-Type") != "application/vnd.ipld.raw":
+            return reply
+        return Reply(reply.status, reply.headers, change(reply.body))
+
+    return lie
+
+
 # --- the lies ----------------------------------------------------------------------------------
 
 
@@ -300,6 +311,26 @@ def test_altered_bytes_in_a_raw_block(vfs, site, liar, name):
     with pytest.raises(IntegrityError):
         vfs.cat_file(f"{site.root}/{name}", start=1, end=12)
     assert liar.lies_told >= 2
+
+
+def test_altered_single_block_reply(vfs, site, liar):
+    """Once the directories are verified, a one-block file is asked for alone (``format=raw``):
+    altered bytes or a wrong ``X-Ipfs-Roots`` in that reply are caught too."""
+    path = f"{site.root}/hello.txt"
+    assert vfs.cat(path) == HELLO  # honest: verifies the root directory
+    liar.lie = in_raw(flip)
+    with pytest.raises(IntegrityError, match="does not match its hash"):
+        vfs.cat(path)
+    with pytest.raises(IntegrityError):
+        vfs.cat_file(path, start=1, end=5)
+    assert liar.lies_told == 2
+
+    def wrong_roots(path_qs: str, reply: Reply, liar: Liar) -> Reply:
+        return Reply(reply.status, {**reply.headers, "X-Ipfs-Roots": str(site.root)}, reply.body)
+
+    liar.lie = wrong_roots
+    with pytest.raises(IntegrityError, match="X-Ipfs-Roots"):
+        vfs.cat(path)
 
 
 def test_altered_bytes_in_a_dag_pb_node(vfs, site, liar):
@@ -438,7 +469,10 @@ def test_replaced_catalog_file(site, liar, verified_everywhere):
     assert liar.lies_told >= 1
 
 
-def test_altered_zarr_chunk_through_xarray(site, liar, verified_everywhere):
+@pytest.mark.parametrize("reply", ["car", "raw"])
+def test_altered_zarr_chunk_through_xarray(site, liar, verified_everywhere, reply):
+    """Chunks come in a CAR with their path first, then alone once the path is verified:
+    a lie in either kind of reply is caught."""
     honest = xr.open_zarr(f"ipfs://{site.root}/data.zarr").load()
     xr.testing.assert_identical(honest, site.dataset)
     VerifiedIPFSFileSystem.clear_instance_cache()
@@ -448,7 +482,10 @@ def test_altered_zarr_chunk_through_xarray(site, liar, verified_everywhere):
             if section[0] in site.chunks:
                 section[1] = flip(section[1], 100)
 
-    liar.lie = in_car(alter_chunks)
+    def alter_chunk(data: bytes) -> bytes:
+        return flip(data, 100) if cid_bytes(data, RAW, 1) in site.chunks else data
+
+    liar.lie = in_car(alter_chunks) if reply == "car" else in_raw(alter_chunk)
     lazy = xr.open_zarr(f"ipfs://{site.root}/data.zarr")  # metadata is honest
     with pytest.raises(IntegrityError):
         lazy.load()

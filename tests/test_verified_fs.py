@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import fsspec
 import numpy as np
@@ -166,8 +167,9 @@ def test_hamt_directory(vfs, site):
 
 
 def test_repeated_reads_reuse_verified_directories(vfs, site):
-    """Once a directory is verified, paths through it are asked for by CID directly."""
-    asked: list[str] = []
+    """Once a directory is verified, paths through it are asked for by CID directly, and a
+    file that is one raw block is fetched alone (``format=raw``)."""
+    asked: list[tuple[str, str]] = []  # (path, query) of every request
     real_session = vfs._session
 
     async def spying_session():
@@ -176,7 +178,8 @@ def test_repeated_reads_reuse_verified_directories(vfs, site):
             session.real_get = session.get
 
             def get(address, **kwargs):
-                asked.append(str(address))
+                parts = urlsplit(str(address))
+                asked.append((parts.path, parts.query))
                 return session.real_get(address, **kwargs)
 
             session.get = get
@@ -185,15 +188,20 @@ def test_repeated_reads_reuse_verified_directories(vfs, site):
     vfs._session = spying_session
     root = str(site.root)
     assert vfs.cat(f"{root}/hello.txt") == HELLO
-    assert asked[-1].endswith(f"/ipfs/{root}/hello.txt")  # nothing known yet: the path
-    assert vfs.cat(f"{root}/big.bin") == site.big
+    assert asked[-1] == (f"/ipfs/{root}/hello.txt", "format=car&dag-scope=entity")
+    assert vfs.cat(f"{root}/hello.txt") == HELLO  # the root is verified now
+    assert asked[-1] == (f"/ipfs/{site.hello}", "format=raw")
+    assert vfs.cat_file(f"{root}/hello.txt", start=-4) == HELLO[-4:]
+    assert vfs.cat_file(f"{root}/hello.txt", start=2, end=5) == HELLO[2:5]
+    assert asked[-1] == (f"/ipfs/{site.hello}", "format=raw")
+    assert vfs.cat(f"{root}/big.bin") == site.big  # several blocks: a CAR
     big_cid = vfs.info(f"{root}/big.bin")["CID"]
-    assert asked[-1].endswith(f"/ipfs/{big_cid}")
+    assert asked[-1] == (f"/ipfs/{big_cid}", "format=car&dag-scope=entity")
     vfs.ls(f"{root}/names", detail=False)  # fetches (and verifies) every shard node
     count = len(asked)
     assert vfs.cat(f"{root}/names/{shard_name(43)}") == b"43\n"
     assert len(asked) == count + 1
-    assert "/names/" not in asked[-1]  # the file's own CID, not the path
+    assert "/names/" not in asked[-1][0]  # the file's own CID, not the path
     assert vfs.info(f"{root}/names")["type"] == "directory"
     assert len(asked) == count + 1  # a verified node needs no second request
 

@@ -26,13 +26,17 @@ from fsspec.spec import AbstractBufferedFile
 from multiformats import CID
 
 from .car import CARError, read_car_raw
-from .cids import parse_cid
+from .cids import RAW, parse_cid, verify_block
 from .dagpb import read_varint
 from .errors import GatewayError, IntegrityError, NotFoundError
 from .gateways import gateway_url
 from .resolver import BlockCache, Resolver, cid_text
 
 DEFAULT_TIMEOUT = 30.0
+RAW_TYPE = "application/vnd.ipld.raw"
+CAR_TYPE = "application/vnd.ipld.car"
+#: Path resolutions remembered per file system (then forgotten all at once).
+RESOLVED_PATHS = 1 << 16
 #: Responses at least this large are verified in a worker thread: hashing releases the GIL,
 #: so the event loop keeps serving other requests meanwhile.
 THREAD_BYTES = 64 * 1024
@@ -131,6 +135,7 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self._sessions: dict[int, aiohttp.ClientSession] = {}
         # Verified directory and file nodes: paths through them resolve without asking.
         self._cache = BlockCache()
+        self._resolved: dict[str, list[CID]] = {}  # path → CIDs, through verified nodes
         weakref.finalize(self, _close_sessions, self._sessions)
 
     @property
@@ -171,19 +176,27 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
             raise NotFoundError(f"{exc} ({where})") from None
         if known is not None and scope == "block" and self._cache.get(known[-1]):
             return Resolver(_CacheOnly(), self._cache), known
-        params = {"format": "car", "dag-scope": scope}
+        query = f"?format=car&dag-scope={scope}"
         if entity_bytes is not None:
-            params["entity-bytes"] = entity_bytes
+            query += f"&entity-bytes={entity_bytes}"
         if known is not None:
-            url = f"{gateway}/ipfs/{cid_text(known[-1])}"
+            target = cid_text(known[-1])
         else:
-            url = f"{gateway}/ipfs/{cid_text(root)}" + (
-                f"/{quote(subpath, safe='/')}" if subpath else ""
-            )
+            target = cid_text(root) + (f"/{quote(subpath, safe='/')}" if subpath else "")
+        body, roots_header = await self._get(gateway, target + query, CAR_TYPE, path)
+        verify = functools.partial(self._verify, body, roots_header, root, subpath, known, where)
+        if len(body) < THREAD_BYTES:
+            return verify()
+        return await asyncio.to_thread(verify)
+
+    async def _get(
+        self, gateway: str, target: str, accept: str, path: str
+    ) -> tuple[bytes, str | None]:
+        """GET ``/ipfs/{target}``: the body and ``X-Ipfs-Roots``, or a clear error."""
         session = await self._session()
         try:
             async with session.get(
-                url, params=params, headers={"Accept": "application/vnd.ipld.car"}
+                f"{gateway}/ipfs/{target}", headers={"Accept": accept}
             ) as response:
                 if response.status in (404, 410):
                     raise NotFoundError(f"/ipfs/{path} not found at gateway {gateway}")
@@ -193,18 +206,44 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
                     raise GatewayError(
                         f"gateway {gateway} answered HTTP {response.status} for /ipfs/{path}"
                     )
-                body = await response.read()
-                roots_header = response.headers.get("X-Ipfs-Roots")
+                return await response.read(), response.headers.get("X-Ipfs-Roots")
         except TimeoutError:
             raise GatewayTimeout(
                 f"gateway {gateway} did not answer within {self.timeout:g} s for /ipfs/{path}"
             ) from None
         except aiohttp.ClientError as exc:
             raise GatewayError(f"cannot reach gateway {gateway} for /ipfs/{path}: {exc}") from None
-        verify = functools.partial(self._verify, body, roots_header, root, subpath, known, where)
-        if len(body) < THREAD_BYTES:
-            return verify()
-        return await asyncio.to_thread(verify)
+
+    def _cached_leaf(self, path: str) -> CID | None:
+        """The raw block ``path`` names, when directories already verified lead to it."""
+        path = self._strip_protocol(path)
+        cids = self._resolved.get(path)
+        if cids is None:
+            root, subpath = _split(path)
+            try:
+                cids = Resolver(_CacheOnly(), self._cache).resolve(root, subpath)
+            except (_Miss, NotFoundError):
+                return None
+            if len(self._resolved) >= RESOLVED_PATHS:
+                self._resolved.clear()
+            self._resolved[path] = cids
+        return cids[-1] if cids[-1].codec.code == RAW else None
+
+    async def _leaf(self, cid: CID, path: str) -> bytes:
+        """A raw block fetched alone (``format=raw``) and hashed here: one file's bytes."""
+        gateway = self.gateway
+        text = cid_text(cid)
+        body, roots_header = await self._get(gateway, f"{text}?format=raw", RAW_TYPE, path)
+        where = f"gateway {gateway}, /ipfs/{path}"
+        if roots_header is not None and roots_header != text:
+            if not _same_roots(roots_header, [cid]):
+                raise IntegrityError(f"{where}: X-Ipfs-Roots {roots_header!r} is not {text}")
+        try:
+            if len(body) < THREAD_BYTES:
+                return verify_block(cid, body)
+            return await asyncio.to_thread(verify_block, cid, body)
+        except IntegrityError:
+            raise IntegrityError(f"{where}: block {text} does not match its hash") from None
 
     def _verify(
         self,
@@ -258,6 +297,9 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
     async def _cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: object
     ) -> bytes:
+        leaf = self._cached_leaf(path)
+        if leaf is not None:  # one block: fetch it whole, slicing gives fsspec's semantics
+            return (await self._leaf(leaf, self._strip_protocol(path)))[start:end]
         if start is None and end is None:
             resolver, cids = await self._fetch(path, "entity")
             return b"".join(resolver.read(cids[-1]))

@@ -88,7 +88,7 @@ def _v0_text(cid: CID) -> str:
 _to_cid = functools.lru_cache(maxsize=1 << 15)(to_cid)
 
 
-def _cid(raw: CID | str | bytes) -> CID:
+def as_cid(raw: CID | str | bytes) -> CID:
     """``to_cid``, memoised: links, paths and repeated requests name the same CIDs again."""
     try:
         return _to_cid(raw)
@@ -141,7 +141,7 @@ class Resolver:
         self.cache = cache
 
     def block(self, cid: CID | str | bytes) -> Block:
-        cid = _cid(cid)
+        cid = as_cid(cid)
         if self.cache is not None and (hit := self.cache.get(cid)) is not None:
             return hit
         data = self.source.get(cid)
@@ -187,14 +187,14 @@ class Resolver:
             return found
         for link in block.node.links:
             if link.name == name:
-                return _cid(link.hash)
+                return as_cid(link.hash)
         raise missing()
 
     def _hamt_child(self, block: Block, name: str, depth: int) -> CID | None:
         prefix = f"{shard_lookup_index(name, depth):02X}"
         for link in block.node.links:
             if link.name == prefix + name:
-                return _cid(link.hash)
+                return as_cid(link.hash)
             if link.name == prefix:
                 return self._hamt_child(self.block(link.hash), name, depth + 1)
         return None
@@ -264,12 +264,12 @@ class Resolver:
                 yield from self._dir_links(self.block(link.hash))
             else:
                 name = link.name[2:] if shard else link.name
-                yield name, _cid(link.hash), link.tsize or 0
+                yield name, as_cid(link.hash), link.tsize or 0
 
     def links(self, block: Block) -> list[CID]:
         """All CIDs a block links to (dag-pb links or DAG-CBOR links), in order."""
         if block.node is not None:
-            return [_cid(link.hash) for link in block.node.links]
+            return [as_cid(link.hash) for link in block.node.links]
         if block.cid.codec.code == DAG_CBOR:
             return [to_cid(c) for c in _cbor_links(dag_cbor.decode(block.data))]
         return []
@@ -295,7 +295,8 @@ class Resolver:
             children = self.links(block)
             if scope == "entity" and block.kind == "directory":
                 if block.unixfs.type == UnixFSType.HAMT_SHARD:
-                    children = [_cid(link.hash) for link in block.node.links if len(link.name) == 2]
+                    links = block.node.links
+                    children = [as_cid(link.hash) for link in links if len(link.name) == 2]
                 else:
                     children = []
             elif scope == "entity" and not top and block.kind != "file":
