@@ -3,7 +3,9 @@
 Every request asks the gateway for a trustless response (a CAR of the blocks on the path
 and of the entity at its end), checks each block against its CID, and walks the DAG from
 the requested root itself: the bytes returned are the ones the CID names, or the read
-fails with ``IntegrityError``.  ``X-Ipfs-Roots`` must agree with that walk too.
+fails with ``IntegrityError``.  ``X-Ipfs-Roots`` must agree with that walk too.  Once the
+directories on a path are verified, a file under them that is one raw block (a zarr
+chunk, typically) is asked for by its own CID with ``format=raw`` and hashed on arrival.
 
 Plain ipfsspec users are unaffected until they opt in with ``enable()`` (which
 ``howto.get_intake_catalog`` does), after which ``ipfs://`` URLs in this process go
@@ -35,6 +37,9 @@ from .resolver import BlockCache, Resolver, cid_text
 DEFAULT_TIMEOUT = 30.0
 RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"
+#: A leaf up to this size is hashed on the event loop: a worker thread costs more than
+#: it saves when the loop has little else to do (one chunk per request, as zarr reads).
+INLINE_LEAF_BYTES = 1 << 20
 #: Path resolutions remembered per file system (then forgotten all at once).
 RESOLVED_PATHS = 1 << 16
 #: Responses at least this large are verified in a worker thread: hashing releases the GIL,
@@ -239,7 +244,7 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
             if not _same_roots(roots_header, [cid]):
                 raise IntegrityError(f"{where}: X-Ipfs-Roots {roots_header!r} is not {text}")
         try:
-            if len(body) < THREAD_BYTES:
+            if len(body) <= INLINE_LEAF_BYTES:
                 return verify_block(cid, body)
             return await asyncio.to_thread(verify_block, cid, body)
         except IntegrityError:

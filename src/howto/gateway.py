@@ -99,9 +99,10 @@ def _car_header(root: CID) -> bytes:
     return encode_header([root])
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1 << 15)
 def _root(text: str) -> CID:
-    """The CID at the head of a request path (cached: decoding a CID string is slow)."""
+    """The CID at the head of a request path (cached: decoding a CID string is slow, and
+    readers that know a directory ask for each of its blocks by CID)."""
     return parse_cid(text)[0]
 
 
