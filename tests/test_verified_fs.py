@@ -300,29 +300,42 @@ def test_gateway_file_is_used_for_reads(no_gateway, url, site):
 
 
 def test_embedded_gateway_when_none_is_configured(no_gateway, tmp_path):
-    """In a fresh interpreter: the embedded gateway starts on loopback and serves the repo."""
-    data = tmp_path / "data.txt"
-    data.write_bytes(b"served by the embedded gateway\n")
-    repo = tmp_path / "embedded-repo"
-    cid = add(data, repo=Repo(repo), cid_version=1, raw_leaves=True)
+    """In a fresh interpreter: the embedded gateway starts on loopback and serves the repo,
+    once per repository; another ``$HOWTO_REPO`` gets its own."""
+    cids = []
+    for name in ("first", "second"):
+        data = tmp_path / f"{name}.txt"
+        data.write_bytes(f"served from the {name} repository\n".encode())
+        cids.append(add(data, repo=Repo(tmp_path / name), cid_version=1, raw_leaves=True))
     script = f"""
-import json
+import json, os
 from howto.gateways import configured_gateway, gateway_url
 from howto.fs import VerifiedIPFSFileSystem
+fs = VerifiedIPFSFileSystem(timeout=20)
 first = gateway_url()
-body = VerifiedIPFSFileSystem(timeout=20).cat("ipfs://{cid}")
-print(json.dumps([configured_gateway(), first, gateway_url(), body.decode()]))
+body = fs.cat("ipfs://{cids[0]}").decode()
+again = gateway_url()
+os.environ["HOWTO_REPO"] = {str(tmp_path / "second")!r}
+second = gateway_url()
+other = fs.cat("ipfs://{cids[1]}").decode()
+old = VerifiedIPFSFileSystem(gateway_addr=first, timeout=20, skip_instance_cache=True)
+print(json.dumps([configured_gateway(), first, again, second, body, other,
+                  old.cat("ipfs://{cids[0]}").decode()]))
 """
-    env = {**os.environ, "HOWTO_REPO": str(repo), "HOME": str(no_gateway)}
+    env = {**os.environ, "HOWTO_REPO": str(tmp_path / "first"), "HOME": str(no_gateway)}
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    configured, first, again, body = json.loads(out.stdout.strip().splitlines()[-1])
+    configured, first, again, second, body, other, still = json.loads(
+        out.stdout.strip().splitlines()[-1]
+    )
     assert configured is None
-    assert first.startswith("http://127.0.0.1:")
-    assert again == first  # started once per process
-    assert body == "served by the embedded gateway\n"
+    assert first.startswith("http://127.0.0.1:") and second.startswith("http://127.0.0.1:")
+    assert again == first  # started once per repository
+    assert second != first
+    assert body == still == "served from the first repository\n"
+    assert other == "served from the second repository\n"
 
 
 def test_cid_objects_and_v0_paths(vfs, site):

@@ -13,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 
-_embedded = None
+_embedded: dict[Path, object] = {}  # repository path → its running gateway
 _lock = threading.Lock()
 
 
@@ -44,17 +44,24 @@ def configured_gateway() -> str | None:
 
 
 def embedded_gateway_url() -> str:
-    """Start (once per process) the embedded gateway and return its URL."""
-    global _embedded
+    """The URL of the embedded gateway for the current repository, started on first use.
+
+    One gateway per repository path, so that changing ``$HOWTO_REPO`` in a running process
+    changes what is served, as it does for ``howto.Repo()``.
+    """
+    from .repo import default_repo_path
+
+    repo = default_repo_path()
     with _lock:
-        if _embedded is None:
+        server = _embedded.get(repo)
+        if server is None:
             from .gateway import GatewayServer
             from .sources import default_source
 
             server = GatewayServer(default_source())
             server.start()
-            _embedded = server
-        return _embedded.url
+            _embedded[repo] = server
+        return server.url
 
 
 def gateway_url() -> str:
