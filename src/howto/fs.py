@@ -31,12 +31,11 @@ from .car import CARError, read_car_raw
 from .cids import RAW, parse_cid, verify_block
 from .dagpb import read_varint
 from .errors import GatewayError, IntegrityError, NotFoundError
+from .gateway import CAR_TYPE, RAW_TYPE
 from .gateways import gateway_url
 from .resolver import BlockCache, Resolver, cid_text
 
 DEFAULT_TIMEOUT = 30.0
-RAW_TYPE = "application/vnd.ipld.raw"
-CAR_TYPE = "application/vnd.ipld.car"
 #: A leaf up to this size is hashed on the event loop: a worker thread costs more than
 #: it saves when the loop has little else to do (one chunk per request, as zarr reads).
 INLINE_LEAF_BYTES = 1 << 20
@@ -240,9 +239,8 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         text = cid_text(cid)
         body, roots_header = await self._get(gateway, f"{text}?format=raw", RAW_TYPE, path)
         where = f"gateway {gateway}, /ipfs/{path}"
-        if roots_header is not None and roots_header != text:
-            if not _same_roots(roots_header, [cid]):
-                raise IntegrityError(f"{where}: X-Ipfs-Roots {roots_header!r} is not {text}")
+        if roots_header is not None and not _same_roots(roots_header, [cid]):
+            raise IntegrityError(f"{where}: X-Ipfs-Roots {roots_header!r} is not {text}")
         try:
             if len(body) <= INLINE_LEAF_BYTES:
                 return verify_block(cid, body)

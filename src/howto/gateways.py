@@ -12,8 +12,12 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-_embedded: dict[Path, object] = {}  # repository path → its running gateway
+if TYPE_CHECKING:
+    from .gateway import GatewayServer
+
+_embedded: dict[Path, GatewayServer] = {}  # repository path → its running gateway
 _lock = threading.Lock()
 
 
