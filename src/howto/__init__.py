@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .add import add
 from .castore import CAStore
 from .catalog import get_intake_catalog, get_latest_catalog_cid, list_catalog_versions
-from .errors import GatewayError, HowtoError, IntegrityError, NotFoundError
+from .errors import CatalogError, GatewayError, HowtoError, IntegrityError, NotFoundError
 
 
 def serve(*args: object, **kwargs: object):
@@ -30,6 +30,7 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 __all__ = [
     "CAStore",
+    "CatalogError",
     "GatewayError",
     "HowtoError",
     "IntegrityError",

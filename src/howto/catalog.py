@@ -10,6 +10,7 @@ blocks of each version ship in ``catalogs/blocks/<version>.car`` (only the new o
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ from multiformats import CID
 from .add import add
 from .car import write_car
 from .cids import parse_cid, to_cid, v1_str
-from .errors import HowtoError
+from .errors import CatalogError
 from .repo import Repo
 from .resolver import Resolver
 
@@ -34,10 +35,6 @@ from .resolver import Resolver
 PROFILE = {"recursive": True, "hidden": True, "raw_leaves": True, "cid_version": 1}
 SUBCATALOG_DRIVERS = {"yaml_file_cat", "intake.catalog.local.YAMLFileCatalog"}
 ROOT_NAME = "catalog.yml"
-
-
-class CatalogError(HowtoError, ValueError):
-    """A catalog that cannot be built or opened; the message names file and entry."""
 
 
 def catalog_dir() -> Path:
@@ -267,11 +264,17 @@ def _known_blocks(directory: Path, versions: list[Version]) -> set[bytes]:
 # --- opening -------------------------------------------------------------------------------
 
 
+#: Longer ``use_ipfs`` text is refused before any parsing (a CID with a path is far shorter).
+MAX_CID_TEXT = 512
+
+
 def _catalog_cid(use_ipfs: bool | str) -> CID | None:
     if isinstance(use_ipfs, bool):
         return to_cid(get_latest_catalog_cid()) if use_ipfs else None
     if not isinstance(use_ipfs, str):
         raise TypeError(f"use_ipfs must be a bool or a CID string, not {type(use_ipfs).__name__}")
+    if len(use_ipfs) > MAX_CID_TEXT:
+        raise ValueError(f"use_ipfs is {len(use_ipfs)} characters long: not a CID")
     if not use_ipfs.strip():
         raise ValueError(f"use_ipfs={use_ipfs!r} is not a CID")
     cid, path = parse_cid(use_ipfs)
@@ -283,25 +286,41 @@ def _catalog_cid(use_ipfs: bool | str) -> CID | None:
 def get_intake_catalog(use_ipfs: bool | str = False, **kwargs: object):
     """The EUREC4A-style intake catalog.
 
-    ``False``: the classic catalog, read from local paths.  ``True``: the newest pinned
-    IPFS version.  A CID (``bafy…``, ``Qm…``, ``ipfs://…``, ``/ipfs/…``): exactly that
-    version.  IPFS catalogs are read through the verified ``ipfs://`` file system, from
-    the configured gateway or howto's embedded one.
+    ``False``: the classic catalog, read from local paths (``kwargs`` go to
+    ``intake.open_catalog``).  ``True``: the newest pinned IPFS version.  A CID (``bafy…``,
+    ``Qm…``, ``ipfs://…``, ``/ipfs/…``): exactly that version.  IPFS catalogs are read
+    through the verified ``ipfs://`` file system and treated as data, not as a program:
+    templates, environment lookups and URLs that are not content-addressed are refused
+    (see ``howto.pinned``).
     """
-    import intake
-
     cid = _catalog_cid(use_ipfs)
     if cid is None:
+        import intake
+
         return intake.open_catalog(str(classic_catalog_path()), **kwargs)
+    if kwargs:
+        raise TypeError(f"a pinned catalog takes no options, got {sorted(kwargs)}")
     from . import fs
+    from .pinned import open_pinned_catalog
 
     fs.enable()
     # fsspec reuses file system instances: drop them, so that the gateway timeout set now
     # (HOWTO_GATEWAY_TIMEOUT) applies rather than the one of an earlier call.
     fs.VerifiedIPFSFileSystem.clear_instance_cache()
-    url = f"ipfs://{v1_str(cid)}/{ROOT_NAME}"
-    fs.filesystem().info(url)  # fail fast, clearly, when nobody provides this CID
-    return intake.open_catalog(url, **kwargs)
+    files = fs.filesystem()
+    return open_pinned_catalog(
+        f"ipfs://{v1_str(cid)}/{ROOT_NAME}", functools.partial(_read_catalog_file, files)
+    )
+
+
+def _read_catalog_file(files: object, url: str) -> bytes:
+    """A catalog file's verified bytes; its size is checked before it is read."""
+    from .pinned import MAX_CATALOG_BYTES
+
+    size = files.info(url)["size"]
+    if size > MAX_CATALOG_BYTES:
+        raise CatalogError(f"{url}: {size} bytes, more than a catalog may have")
+    return files.cat_file(url)
 
 
 def bundled_car_files() -> list[Path]:

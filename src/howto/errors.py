@@ -15,3 +15,7 @@ class NotFoundError(HowtoError, FileNotFoundError):
 
 class GatewayError(HowtoError):
     """A gateway that could not be reached, timed out or answered with an error."""
+
+
+class CatalogError(HowtoError, ValueError):
+    """A catalog that cannot be built or opened; the message names the file and entry."""
