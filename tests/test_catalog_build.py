@@ -20,12 +20,12 @@ from multiformats import CID
 import howto
 from howto import catalog
 from howto.add import add
+from howto.blocks import CarBlocks
 from howto.car import read_car
 from howto.catalog import PROFILE, build_ipfs_catalog, catalog_dir, pin_version, stage_ipfs_tree
 from howto.cids import v1_str
 from howto.repo import Repo
 from howto.resolver import Resolver
-from howto.sources import CarBlocks
 
 RADIOSONDES = "BCO/radiosondes.yml"
 DATA = "data/BCO/radiosondes"

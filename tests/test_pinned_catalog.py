@@ -114,9 +114,7 @@ def test_a_checked_catalog_with_catalog_dir_paths_opens_and_reads(tmp_path) -> N
 
 def test_a_template_that_runs_code_is_refused_and_never_runs(tmp_path) -> None:
     marker = tmp_path / "pwned"
-    payload = (
-        "{{ cycler.__init__.__globals__.os.system('touch " + str(marker) + "') }}/x.zarr"
-    )
+    payload = "{{ cycler.__init__.__globals__.os.system('touch " + str(marker) + "') }}/x.zarr"
     cid = pin(tmp_path, one_entry(payload))
     with pytest.raises(CatalogError, match=r"entry 'sonde': templates are not allowed"):
         howto.get_intake_catalog(cid)

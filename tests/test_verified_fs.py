@@ -28,8 +28,9 @@ from howto.cids import RAW, cid_bytes, to_cid
 from howto.errors import NotFoundError
 from howto.fs import VerifiedIPFSFileSystem
 from howto.gateway import serve
-from howto.gateways import configured_gateway, gateway_url
+from howto.gateways import configured_gateway, configured_gateways
 from howto.repo import Repo
+from howto.trustless import GatewayBlocks
 
 CHUNK = 262144
 BIG_SIZE = 3 * CHUNK + 12345
@@ -166,37 +167,32 @@ def test_hamt_directory(vfs, site):
     assert vfs.info(f"{root}/names")["type"] == "directory"
 
 
-def test_repeated_reads_reuse_verified_directories(vfs, site):
+def test_repeated_reads_reuse_verified_directories(vfs, site, monkeypatch):
     """Once a directory is verified, paths through it are asked for by CID directly, and a
     file that is one raw block is fetched alone (``format=raw``)."""
     asked: list[tuple[str, str]] = []  # (path, query) of every request
-    real_session = vfs._session
+    real_open = GatewayBlocks._open
 
-    async def spying_session():
-        session = await real_session()
-        if not hasattr(session, "real_get"):
-            session.real_get = session.get
+    def spying_open(self, target, *args, **kwargs):
+        parts = urlsplit(f"/ipfs/{target}")
+        asked.append((parts.path, parts.query))
+        return real_open(self, target, *args, **kwargs)
 
-            def get(address, **kwargs):
-                parts = urlsplit(str(address))
-                asked.append((parts.path, parts.query))
-                return session.real_get(address, **kwargs)
-
-            session.get = get
-        return session
-
-    vfs._session = spying_session
+    monkeypatch.setattr(GatewayBlocks, "_open", spying_open)
     root = str(site.root)
     assert vfs.cat(f"{root}/hello.txt") == HELLO
-    assert asked[-1] == (f"/ipfs/{root}/hello.txt", "format=car&dag-scope=entity")
+    assert asked == [(f"/ipfs/{root}/hello.txt", "format=car&dag-scope=block")]
     assert vfs.cat(f"{root}/hello.txt") == HELLO  # the root is verified now
     assert asked[-1] == (f"/ipfs/{site.hello}", "format=raw")
     assert vfs.cat_file(f"{root}/hello.txt", start=-4) == HELLO[-4:]
     assert vfs.cat_file(f"{root}/hello.txt", start=2, end=5) == HELLO[2:5]
     assert asked[-1] == (f"/ipfs/{site.hello}", "format=raw")
-    assert vfs.cat(f"{root}/big.bin") == site.big  # several blocks: a CAR
+    assert vfs.cat(f"{root}/big.bin") == site.big  # several blocks: a CAR of the range
     big_cid = vfs.info(f"{root}/big.bin")["CID"]
-    assert asked[-1] == (f"/ipfs/{big_cid}", "format=car&dag-scope=entity")
+    assert asked[-1] == (
+        f"/ipfs/{big_cid}",
+        f"format=car&dag-scope=entity&entity-bytes=0:{BIG_SIZE - 1}",
+    )
     vfs.ls(f"{root}/names", detail=False)  # fetches (and verifies) every shard node
     count = len(asked)
     assert vfs.cat(f"{root}/names/{shard_name(43)}") == b"43\n"
@@ -270,9 +266,9 @@ def test_ipfs_gateway_variable(no_gateway, monkeypatch, url, site):
     write_gateway_file(no_gateway / ".ipfs", "http://127.0.0.1:9/from-file")
     monkeypatch.setenv("IPFS_GATEWAY", url + "/")
     assert configured_gateway() == url  # the variable wins, trailing slash dropped
-    assert gateway_url() == url
+    assert configured_gateways() == [url]
     fs = VerifiedIPFSFileSystem(timeout=20, skip_instance_cache=True)
-    assert fs.gateway == url
+    assert fs.gateways == [url]
     assert fs.cat(f"{site.root}/hello.txt") == HELLO
 
 
@@ -295,13 +291,16 @@ def test_gateway_files_in_ipip280_order(no_gateway, monkeypatch, tmp_path):
 def test_gateway_file_is_used_for_reads(no_gateway, url, site):
     write_gateway_file(no_gateway / ".ipfs", url)
     fs = VerifiedIPFSFileSystem(timeout=20, skip_instance_cache=True)
-    assert fs.gateway == url
+    assert fs.gateways == [url]
     assert fs.cat(f"{site.root}/hello.txt") == HELLO
 
 
-def test_embedded_gateway_when_none_is_configured(no_gateway, tmp_path):
-    """In a fresh interpreter: the embedded gateway starts on loopback and serves the repo,
-    once per repository; another ``$HOWTO_REPO`` gets its own."""
+def test_local_blocks_without_a_gateway_and_one_embedded_gateway_per_repository(
+    no_gateway, tmp_path
+):
+    """In a fresh interpreter with no gateway configured, the file system reads the current
+    ``$HOWTO_REPO`` directly; the embedded gateway (for other programs) starts once per
+    repository on loopback and serves it."""
     cids = []
     for name in ("first", "second"):
         data = tmp_path / f"{name}.txt"
@@ -309,17 +308,18 @@ def test_embedded_gateway_when_none_is_configured(no_gateway, tmp_path):
         cids.append(add(data, repo=Repo(tmp_path / name), cid_version=1, raw_leaves=True))
     script = f"""
 import json, os
-from howto.gateways import configured_gateway, gateway_url
+from howto.gateways import configured_gateways
+from howto.gateway import embedded_gateway_url
 from howto.fs import VerifiedIPFSFileSystem
 fs = VerifiedIPFSFileSystem(timeout=20)
-first = gateway_url()
 body = fs.cat("ipfs://{cids[0]}").decode()
-again = gateway_url()
+first = embedded_gateway_url()
+again = embedded_gateway_url()
 os.environ["HOWTO_REPO"] = {str(tmp_path / "second")!r}
-second = gateway_url()
+second = embedded_gateway_url()
 other = fs.cat("ipfs://{cids[1]}").decode()
 old = VerifiedIPFSFileSystem(gateway_addr=first, timeout=20, skip_instance_cache=True)
-print(json.dumps([configured_gateway(), first, again, second, body, other,
+print(json.dumps([configured_gateways(), fs.gateways, first, again, second, body, other,
                   old.cat("ipfs://{cids[0]}").decode()]))
 """
     env = {**os.environ, "HOWTO_REPO": str(tmp_path / "first"), "HOME": str(no_gateway)}
@@ -327,10 +327,10 @@ print(json.dumps([configured_gateway(), first, again, second, body, other,
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    configured, first, again, second, body, other, still = json.loads(
+    configured, asked, first, again, second, body, other, still = json.loads(
         out.stdout.strip().splitlines()[-1]
     )
-    assert configured is None
+    assert configured == [] and asked == []
     assert first.startswith("http://127.0.0.1:") and second.startswith("http://127.0.0.1:")
     assert again == first  # started once per repository
     assert second != first

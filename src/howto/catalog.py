@@ -17,29 +17,38 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import yaml
 from multiformats import CID
 
 from .add import add
+from .bundled import bundled_car_files, catalog_dir
 from .car import write_car
 from .cids import parse_cid, to_cid, v1_str
 from .errors import CatalogError
 from .repo import Repo
 from .resolver import Resolver
 
+__all__ = [
+    "PROFILE",
+    "Version",
+    "build_ipfs_catalog",
+    "bundled_car_files",
+    "catalog_dir",
+    "classic_catalog_path",
+    "get_intake_catalog",
+    "get_latest_catalog_cid",
+    "list_catalog_versions",
+    "pin_version",
+    "stage_ipfs_tree",
+]
+
 #: ``ipfs add -r -H --raw-leaves --cid-version 1``: CIDv1 everywhere (one form of CID in
 #: URLs), raw leaves (no protobuf around data), and hidden files, which zarr v2 needs.
 PROFILE = {"recursive": True, "hidden": True, "raw_leaves": True, "cid_version": 1}
 SUBCATALOG_DRIVERS = {"yaml_file_cat", "intake.catalog.local.YAMLFileCatalog"}
 ROOT_NAME = "catalog.yml"
-
-
-def catalog_dir() -> Path:
-    """Where the catalogs live: ``catalogs/`` in a checkout, package data when installed."""
-    return Path(str(resources.files("howto.catalogs")))
 
 
 def classic_catalog_path() -> Path:
@@ -321,8 +330,3 @@ def _read_catalog_file(files: object, url: str) -> bytes:
     if size > MAX_CATALOG_BYTES:
         raise CatalogError(f"{url}: {size} bytes, more than a catalog may have")
     return files.cat_file(url)
-
-
-def bundled_car_files() -> list[Path]:
-    """The CAR files that ship the blocks of every pinned version."""
-    return sorted((catalog_dir() / "blocks").glob("*.car"))

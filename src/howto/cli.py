@@ -9,17 +9,19 @@ import argparse
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from multiformats import CID
 
-from . import sources
 from .add import add_paths
+from .blocks import CarBlocks, Chain
 from .cids import parse_cid, to_cid
 from .errors import HowtoError
+from .reader import DagReader
 from .repo import Repo
-from .resolver import Resolver
-from .transfer import export_car, import_car
+from .sources import default_chain, local_chain
+from .transfer import export_car, get_tree, import_car
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,12 +63,16 @@ def _cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reader(args: argparse.Namespace) -> DagReader:
+    """Local blocks first, then the configured gateways (none with ``--offline``); blocks
+    fetched from gateways are kept in the repository, as kubo keeps them."""
+    return DagReader(default_chain(offline=args.offline, keep=True))
+
+
 def _cmd_cat(args: argparse.Namespace) -> int:
     cid, path = args.cid
-    resolver = Resolver(sources.default_source())
-    target = resolver.resolve(cid, path)[-1]
     out = sys.stdout.buffer
-    for chunk in resolver.read(target):
+    for chunk in _reader(args).read(cid, path):
         out.write(chunk)
     out.flush()
     return 0
@@ -74,9 +80,7 @@ def _cmd_cat(args: argparse.Namespace) -> int:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     cid, path = args.cid
-    resolver = Resolver(sources.default_source())
-    target = resolver.resolve(cid, path)[-1]
-    for entry in resolver.ls(target):
+    for entry in _reader(args).ls(cid, path):
         if entry.kind == "directory":
             print(f"{entry.cid} - {entry.name}/")
         else:
@@ -84,13 +88,22 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_get(args: argparse.Namespace) -> int:
+    cid, path = args.cid
+    out = Path(args.output) if args.output else Path(path.rsplit("/", 1)[-1] or str(cid))
+    written = get_tree(_reader(args), cid, path, out, progress=not args.quiet)
+    if not args.quiet:
+        print(f"saved {cid}{'/' + path if path else ''} to {out} ({written} bytes)")
+    return 0
+
+
 def _cmd_dag_export(args: argparse.Namespace) -> int:
     cid, path = args.cid
-    source = sources.default_source()
-    target = Resolver(source).resolve(cid, path)[-1]
     if sys.stdout.isatty():
         raise ValueError("refusing to write a CAR to a terminal: redirect it to a file")
-    export_car(target, sys.stdout.buffer, source)
+    reader = _reader(args)
+    target = reader.resolve(cid, path)[-1]
+    export_car(target, sys.stdout.buffer, reader.chain)
     sys.stdout.buffer.flush()
     return 0
 
@@ -104,15 +117,34 @@ def _cmd_dag_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_repo_verify(args: argparse.Namespace) -> int:
+    repo = Repo()
+    damaged = 0
+    for damage in repo.verify():
+        damaged += 1
+        print(f"damaged block {damage.path.name}: {damage.reason}", file=sys.stderr)
+    if damaged:
+        print(f"howto repo verify: {damaged} damaged block(s) in {repo.path}", file=sys.stderr)
+        return 1
+    print(f"verified all blocks in {repo.path}")
+    return 0
+
+
+def _cmd_repo_gc(args: argparse.Namespace) -> int:
+    repo = Repo()
+    for folder in repo.collect_garbage():
+        print(f"removed {folder.name}")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .gateway import GatewayServer
-    from .sources import CarBlocks, Chain, default_source
 
-    source = default_source()
+    source = local_chain()
     if args.car:
-        given = CarBlocks(args.car)
+        given = CarBlocks(args.car, "CAR files given to serve")
         given.load()  # refuse a bad CAR before serving anything
-        source = Chain(given, source)
+        source = Chain([given, *source.local])
     server = GatewayServer(source, args.port)
     url = server.start()
     print(f"howto gateway serving on {url}/ipfs/ (Ctrl-C to stop)", flush=True)
@@ -147,6 +179,13 @@ def _cmd_catalog_versions(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="howto", description="Content-addressed data, the IPFS way, verified.")
+    parser.add_argument(
+        "--offline", action="store_true", help="read local blocks only, ask no gateway"
+    )
+    network = _Parser(add_help=False)
+    network.add_argument(
+        "--offline", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("add", help="import files like 'ipfs add' and print their CIDs")
@@ -164,23 +203,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunker", default="size-262144", help="size-N (default size-262144)")
     p.set_defaults(func=_cmd_add)
 
-    p = sub.add_parser("cat", help="print a file's bytes, verified")
+    p = sub.add_parser("cat", help="print a file's bytes, verified", parents=[network])
     p.add_argument("cid", type=_cid_arg, metavar="CID[/PATH]")
     p.set_defaults(func=_cmd_cat)
 
-    p = sub.add_parser("ls", help="list a directory")
+    p = sub.add_parser("ls", help="list a directory", parents=[network])
     p.add_argument("cid", type=_cid_arg, metavar="CID[/PATH]")
     p.set_defaults(func=_cmd_ls)
+
+    p = sub.add_parser("get", help="save a file or directory, verified", parents=[network])
+    p.add_argument("cid", type=_cid_arg, metavar="CID[/PATH]")
+    p.add_argument("-o", "--output", metavar="OUT", help="where to save it (default: its name)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    p.set_defaults(func=_cmd_get)
 
     dag = sub.add_parser("dag", help="move whole DAGs as CAR files").add_subparsers(
         dest="dag_command", required=True
     )
-    p = dag.add_parser("export", help="write a DAG as CARv1 to stdout")
+    p = dag.add_parser("export", help="write a DAG as CARv1 to stdout", parents=[network])
     p.add_argument("cid", type=_cid_arg, metavar="CID[/PATH]")
     p.set_defaults(func=_cmd_dag_export)
     p = dag.add_parser("import", help="verify and store the blocks of CAR files")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=_cmd_dag_import)
+    repo = sub.add_parser("repo", help="look after the local repository").add_subparsers(
+        dest="repo_command", required=True
+    )
+    p = repo.add_parser("verify", help="check every stored block against its CID")
+    p.set_defaults(func=_cmd_repo_verify)
+    p = repo.add_parser("gc", help="remove what interrupted writes left behind")
+    p.set_defaults(func=_cmd_repo_gc)
+
     p = sub.add_parser("serve", help="run a gateway on 127.0.0.1 for the local repository")
     p.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
     p.add_argument("--car", action="append", default=[], metavar="FILE", help="also serve")
@@ -211,7 +264,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 141
     except (HowtoError, OSError, ValueError, KeyError) as exc:
-        subcommand = getattr(args, "dag_command", None) or getattr(args, "catalog_command", None)
+        subcommand = next(
+            (
+                getattr(args, f"{c}_command", None)
+                for c in ("dag", "catalog", "repo")
+                if getattr(args, f"{c}_command", None)
+            ),
+            None,
+        )
         command = " ".join(filter(None, (args.command, subcommand)))
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line
         print(f"howto {command}: error: {reason}", file=sys.stderr)

@@ -19,3 +19,11 @@ class GatewayError(HowtoError):
 
 class CatalogError(HowtoError, ValueError):
     """A catalog that cannot be built or opened; the message names the file and entry."""
+
+
+class GatewayTimeout(GatewayError):
+    """A gateway that did not answer in time (told apart from not-found).
+
+    Deliberately not a ``TimeoutError``: fsspec's synchronous wrappers replace any
+    ``TimeoutError`` with a bare ``FSTimeoutError``, which would lose the gateway and CID.
+    """

@@ -16,22 +16,24 @@ import mimetypes
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from aiohttp import web
 from multiformats import CID
 
+from .blocks import BlockSource
 from .car import encode_header, encode_section
-from .cids import RAW, parse_cid, to_cid
+from .cids import RAW, cid_text, parse_cid, to_cid
 from .dagpb import UnixFSType
 from .errors import NotFoundError
-from .resolver import Block, BlockCache, BlockSource, Resolver, as_cid, cid_text
-from .sources import read_unverified
+from .repo import default_repo_path
+from .resolver import Block, BlockCache, Resolver, as_cid
+from .sources import local_chain
+from .trustless import CAR_TYPE, RAW_TYPE
 
 T = TypeVar("T")
 
-RAW_TYPE = "application/vnd.ipld.raw"
-CAR_TYPE = "application/vnd.ipld.car"
 IMMUTABLE = "public, max-age=29030400, immutable"
 #: Blocks (or file bytes) are read in a worker thread this many bytes at a time: one
 #: thread hop per batch instead of one per block.
@@ -49,7 +51,7 @@ class _Recorder(Resolver):
     def block(self, cid: CID | str | bytes) -> Block:
         cid = as_cid(cid)
         if self.trustless and cid.codec.code == RAW:  # file bytes sent as is: the reader
-            block = Block(cid, read_unverified(self.source, cid))  # hashes them anyway
+            block = Block(cid, self.source.get_unverified(cid))  # hashes them anyway
         else:
             block = super().block(cid)
         if self.seen is not None:
@@ -182,7 +184,7 @@ class Gateway:
             # One block named by its CID: nothing to resolve, so no worker thread either
             # (a block is at most a few MiB); the reader checks the hash.
             try:
-                block = Block(root, read_unverified(self.source, root))
+                block = Block(root, self.source.get_unverified(root))
             except NotFoundError as exc:
                 raise web.HTTPNotFound(text=f"{exc}\n") from None
             return await self._raw(request, block, _headers(root, segments, [root]))
@@ -400,12 +402,37 @@ class GatewayServer:
 
 @contextmanager
 def serve(source: BlockSource | None = None, port: int = 0) -> Iterator[str]:
-    """Run a gateway on loopback for the ``with`` block; yields its base URL."""
-    from .sources import default_source
+    """Run a gateway on loopback for the ``with`` block; yields its base URL.
 
-    server = GatewayServer(source if source is not None else default_source(), port)
+    It serves ``source``, by default the local blocks (never a configured gateway's).
+    """
+    server = GatewayServer(source if source is not None else local_chain(), port)
     server.start()
     try:
         yield server.url
     finally:
         server.stop()
+
+
+_embedded: dict[Path, GatewayServer] = {}  # repository path → its running gateway
+_embedded_lock = threading.Lock()
+
+
+def embedded_gateway_url() -> str:
+    """The URL of a gateway serving the local blocks, started in-process on first use.
+
+    For programs that want an HTTP gateway (plain ipfsspec, a browser): howto itself reads
+    local blocks directly.  One per repository path, so that changing ``$HOWTO_REPO`` in a
+    running process changes what is served, as it does for ``howto.repo.Repo()``.
+    """
+    repo = default_repo_path()
+    with _embedded_lock:
+        server = _embedded.get(repo)
+        if server is None:
+            server = GatewayServer(local_chain())
+            server.start()
+            _embedded[repo] = server
+        return server.url
+
+
+__all__ = ["CAR_TYPE", "RAW_TYPE", "Gateway", "GatewayServer", "embedded_gateway_url", "serve"]

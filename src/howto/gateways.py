@@ -1,24 +1,17 @@
-"""Which gateway howto reads from: one configured the IPIP-280 way, else its own.
+"""Which gateways howto may ask for blocks that are not local.
 
-IPIP-280 (ipfs/specs) order: the ``IPFS_GATEWAY`` variable, then the first line of a
-``gateway`` file that a kubo node writes: ``$IPFS_PATH/gateway``, ``~/.ipfs/gateway``,
-``$XDG_CONFIG_HOME/ipfs/gateway``, ``~/.config/ipfs/gateway``, ``/etc/ipfs/gateway``.
-With none of them, howto starts its embedded gateway on a free loopback port, serving the
-local repository and the bundled catalog blocks, so everything works offline.
+First the one configured the IPIP-280 way (ipfs/specs): the ``IPFS_GATEWAY`` variable,
+else the first line of a ``gateway`` file that a kubo node writes: ``$IPFS_PATH/gateway``,
+``~/.ipfs/gateway``, ``$XDG_CONFIG_HOME/ipfs/gateway``, ``~/.config/ipfs/gateway``,
+``/etc/ipfs/gateway``.  Then any listed in ``$HOWTO_GATEWAYS`` (separated by commas or
+spaces), in that order.  With none, howto reads local blocks only.
 """
 
 from __future__ import annotations
 
 import os
-import threading
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .gateway import GatewayServer
-
-_embedded: dict[Path, GatewayServer] = {}  # repository path → its running gateway
-_lock = threading.Lock()
 
 
 def _gateway_files() -> list[Path]:
@@ -47,27 +40,11 @@ def configured_gateway() -> str | None:
     return None
 
 
-def embedded_gateway_url() -> str:
-    """The URL of the embedded gateway for the current repository, started on first use.
-
-    One gateway per repository path, so that changing ``$HOWTO_REPO`` in a running process
-    changes what is served, as it does for ``howto.Repo()``.
-    """
-    from .repo import default_repo_path
-
-    repo = default_repo_path()
-    with _lock:
-        server = _embedded.get(repo)
-        if server is None:
-            from .gateway import GatewayServer
-            from .sources import default_source
-
-            server = GatewayServer(default_source())
-            server.start()
-            _embedded[repo] = server
-        return server.url
-
-
-def gateway_url() -> str:
-    """The configured gateway, else the embedded one."""
-    return configured_gateway() or embedded_gateway_url()
+def configured_gateways() -> list[str]:
+    """Every gateway to ask, in order: the IPIP-280 one, then ``$HOWTO_GATEWAYS``."""
+    urls = [configured_gateway()] + re.split(r"[\s,]+", os.environ.get("HOWTO_GATEWAYS", ""))
+    found: list[str] = []
+    for url in urls:
+        if url and url.rstrip("/") not in found:
+            found.append(url.rstrip("/"))
+    return found

@@ -1,9 +1,15 @@
 """The local block repository: CID → bytes on disk, hash-checked on every read.
 
 Blocks are filed by multihash (as kubo's flatfs does), so the CIDv0 and CIDv1 of the
-same bytes share one file.  Writes go through a transaction: blocks are staged and only
-moved into place when the whole operation succeeds, so a failed ``add`` or CAR import
-leaves nothing behind.
+same bytes share one file.  Writes go through a transaction: blocks are staged in a
+folder of their own and only moved into place when the whole operation succeeds, so a
+failed ``add`` or CAR import leaves nothing behind.  Many processes may write at once:
+each transaction stages in its own folder, and a block appears under its key by an
+atomic rename or not at all.  A transaction whose process was killed leaves its folder
+behind; the next transaction (or ``howto repo gc``) removes it.
+
+Every method takes a CID as a ``CID`` object, a string, or its binary form; the binary
+form skips building a ``CID`` object, which costs more than hashing a small block.
 """
 
 from __future__ import annotations
@@ -11,18 +17,22 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import socket
+import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 from multiformats import CID
 
-from .cids import to_cid, verify_block
-from .errors import NotFoundError
+from .cids import cid_text, inline_data, multihash_of, raw_cid, verify_multihash, verify_raw
+from .errors import IntegrityError, NotFoundError
 
-IDENTITY = 0x00
+#: A staging folder older than this whose process cannot be checked is taken as abandoned.
+STALE_SECONDS = 24 * 3600
 
 
 def default_repo_path() -> Path:
@@ -33,8 +43,22 @@ def default_repo_path() -> Path:
     return Path(platformdirs.user_cache_dir("howto")) / "repo"
 
 
-def _key(cid: CID) -> str:
-    return base64.b32encode(bytes(cid.digest)).decode().rstrip("=").lower()
+def _key(multihash: bytes) -> str:
+    return base64.b32encode(multihash).decode().rstrip("=").lower()
+
+
+def _multihash_of_key(key: str) -> bytes:
+    return base64.b32decode(key.upper() + "=" * (-len(key) % 8))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Transaction:
@@ -43,46 +67,81 @@ class Transaction:
     def __init__(self, repo: Repo, staging: Path) -> None:
         self.repo = repo
         self.staging = staging
-        self.staged: set[str] = set()
+        self.staged: dict[str, Path] = {}
 
-    def put(self, cid: bytes | CID | str, data: bytes) -> None:
-        """Stage one block (already checked by the caller) unless the repo has it."""
-        cid = to_cid(cid)
-        if cid.hashfun.code == IDENTITY:
+    def put(self, cid: bytes | CID | str, data: bytes | memoryview) -> None:
+        """Stage one block (already checked by the caller) unless the repo has it intact.
+
+        A stored copy that differs from ``data`` is damaged (the caller's bytes hash to
+        the key), so it is replaced when the transaction commits.
+        """
+        raw = raw_cid(cid)
+        if inline_data(raw) is not None:
             return
-        key = _key(cid)
-        if key in self.staged or self.repo._path(key).exists():
+        key = _key(multihash_of(raw))
+        if key in self.staged:
             return
-        (self.staging / key).write_bytes(data)
-        self.staged.add(key)
+        target = self.repo.block_path(key)
+        try:
+            if target.read_bytes() == data:
+                return
+        except FileNotFoundError:
+            pass
+        temporary = self.staging / key
+        temporary.write_bytes(data)
+        self.staged[key] = temporary
 
     def _commit(self) -> None:
-        for key in self.staged:
-            target = self.repo._path(key)
+        for key, temporary in self.staged.items():
+            target = self.repo.block_path(key)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.staging / key, target)
+            os.replace(temporary, target)
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A block file whose bytes do not hash to its key (``howto repo verify``)."""
+
+    path: Path
+    multihash: bytes
+    reason: str
 
 
 class Repo:
-    """A directory of blocks keyed by multihash."""
+    """A directory of blocks keyed by multihash: a block source you can write to."""
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path is not None else default_repo_path()
 
-    def _path(self, key: str) -> Path:
+    def __str__(self) -> str:
+        return f"local repository {self.path}"
+
+    def block_path(self, key: str) -> Path:
+        """The file of the block whose multihash, base32-encoded, is ``key``."""
         return self.path / "blocks" / key[-2:] / key
+
+    def _file(self, cid: bytes | CID | str) -> tuple[bytes, Path | None]:
+        raw = raw_cid(cid)
+        if inline_data(raw) is not None:
+            return raw, None
+        return raw, self.block_path(_key(multihash_of(raw)))
 
     def has(self, cid: bytes | CID | str) -> bool:
         """Whether the block is here (identity CIDs carry their block, so always)."""
-        cid = to_cid(cid)
-        return cid.hashfun.code == IDENTITY or self._path(_key(cid)).exists()
+        _, path = self._file(cid)
+        return path is None or path.exists()
 
     __contains__ = has
 
     def get(self, cid: bytes | CID | str) -> bytes:
         """The block's bytes, checked against ``cid``; ``NotFoundError`` when absent."""
-        cid = to_cid(cid)
-        return verify_block(cid, self.get_unverified(cid))
+        raw, _ = self._file(cid)
+        data = self.get_unverified(raw)
+        try:
+            verify_raw(raw, data)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{exc} in the {self}") from None
+        return data
 
     def get_unverified(self, cid: bytes | CID | str) -> bytes:
         """The block's bytes as stored, not hashed: for a reader who checks them anyway.
@@ -90,28 +149,41 @@ class Repo:
         The gateway's trustless responses use it, as kubo does (its ``HashOnRead`` is off
         by default): hashing on both ends would double the cost of every block.
         """
-        cid = to_cid(cid)
-        if cid.hashfun.code == IDENTITY:  # the "digest" is the block itself, as in kubo
-            return bytes(cid.raw_digest)
+        raw, path = self._file(cid)
+        if path is None:  # the "digest" is the block itself, as in kubo
+            return inline_data(raw)
         try:
-            return self._path(_key(cid)).read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
-            raise NotFoundError(f"block {cid} is not in the repository {self.path}") from None
+            raise NotFoundError(f"block {cid_text(raw)} is not in the {self}") from None
 
     __getitem__ = get
 
     def put(self, cid: bytes | CID | str, data: bytes) -> None:
         """Store one block after checking it (a transaction of one)."""
-        verify_block(to_cid(cid), data)
+        verify_raw(raw_cid(cid), data)
         with self.transaction() as txn:
             txn.put(cid, data)
 
     __setitem__ = put
 
+    def put_many(self, blocks: Iterable[tuple[bytes | CID | str, bytes]]) -> int:
+        """Check and store many blocks in one transaction; return how many were given."""
+        count = 0
+        with self.transaction() as txn:
+            for cid, data in blocks:
+                raw = raw_cid(cid)
+                verify_raw(raw, data)
+                txn.put(raw, data)
+                count += 1
+        return count
+
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """Stage blocks; move them into place only if the ``with`` body succeeds."""
-        staging = self.path / "staging" / uuid.uuid4().hex
+        self.collect_garbage()
+        host = socket.gethostname().replace("-", "_")
+        staging = self.path / "staging" / f"{host}-{os.getpid()}-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
         try:
             txn = Transaction(self, staging)
@@ -119,5 +191,51 @@ class Repo:
             txn._commit()
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            with suppress(OSError):  # still in use by another transaction: leave it
-                staging.parent.rmdir()
+
+    def collect_garbage(self) -> list[Path]:
+        """Remove the staging folders of transactions whose process is gone; return them.
+
+        A folder is abandoned when its process no longer runs on this host, or, for one
+        staged on another host, when it is older than a day.
+        """
+        removed = []
+        try:
+            folders = list((self.path / "staging").iterdir())
+        except FileNotFoundError:
+            return removed
+        host = socket.gethostname().replace("-", "_")
+        for folder in folders:
+            owner, _, rest = folder.name.partition("-")
+            pid = rest.partition("-")[0]
+            if owner == host and pid.isdigit():
+                abandoned = not _alive(int(pid))
+            else:
+                try:
+                    abandoned = time.time() - folder.stat().st_mtime > STALE_SECONDS
+                except FileNotFoundError:
+                    continue
+            if abandoned:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        return removed
+
+    def keys(self) -> Iterator[bytes]:
+        """The multihash of every block stored."""
+        for path in sorted((self.path / "blocks").glob("*/*")):
+            try:
+                yield _multihash_of_key(path.name)
+            except ValueError:
+                continue
+
+    def verify(self) -> Iterator[Damage]:
+        """Check every stored block against its key; yield the damaged ones."""
+        for path in sorted((self.path / "blocks").glob("*/*")):
+            try:
+                multihash = _multihash_of_key(path.name)
+            except ValueError:
+                yield Damage(path, b"", "its name is not a multihash")
+                continue
+            try:
+                verify_multihash(multihash, path.read_bytes())
+            except (IntegrityError, ValueError) as exc:
+                yield Damage(path, multihash, str(exc))

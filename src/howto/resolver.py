@@ -7,26 +7,20 @@ module returns was reached by hash from the root: a wrong block cannot slip in.
 
 from __future__ import annotations
 
-import base64
 import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 import dag_cbor
 from multiformats import CID
 
+from .blocks import BlockSource
 from .cids import DAG_CBOR, DAG_PB, RAW, to_cid
-from .dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs, varint
+from .dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
 from .errors import NotFoundError
 from .hamt import shard_lookup_index
-
-
-class BlockSource(Protocol):
-    def get(self, cid: CID) -> bytes:
-        """The block's bytes, verified against ``cid``."""
 
 
 @dataclass(frozen=True)
@@ -61,28 +55,6 @@ class Block:
             UnixFSType.HAMT_SHARD: "directory",
             UnixFSType.SYMLINK: "symlink",
         }.get(self.unixfs.type, "unknown")
-
-
-# multiformats validates every argument of every call: decoding or printing a CID takes
-# ~0.25 ms, more than hashing a 64 KiB block.  The hot paths below are memoised.
-
-
-def cid_text(cid: CID) -> str:
-    """The CID as text: base32 for CIDv1 (the form ``to_cid`` gives), base58 for CIDv0."""
-    if cid.version == 0:
-        return _v0_text(cid)
-    return _v1_text(cid.codec.code, cid.digest)
-
-
-@functools.lru_cache(maxsize=1 << 15)
-def _v1_text(codec: int, multihash: bytes) -> str:
-    raw = b"\x01" + varint(codec) + multihash
-    return "b" + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
-
-
-@functools.lru_cache(maxsize=1 << 12)
-def _v0_text(cid: CID) -> str:
-    return str(cid)
 
 
 _to_cid = functools.lru_cache(maxsize=1 << 15)(to_cid)

@@ -1,75 +1,66 @@
-"""Where blocks come from: the local repository, then the blocks bundled with howto."""
+"""The block chain howto reads from: the local repository, the bundled CARs, then gateways.
+
+``default_chain`` assembles it.  Local sources answer first, with no HTTP; gateways are
+asked only for what is not local, in order: the one configured the IPIP-280 way, then
+those listed in ``$HOWTO_GATEWAYS`` (see ``howto.gateways``).  ``offline=True`` leaves
+the gateways out, as kubo's ``--offline`` does.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
+from collections.abc import Sequence
 
-from multiformats import CID
-
-from .car import read_car
-from .errors import NotFoundError
+from .blocks import BlockSource, CarBlocks, Chain
+from .bundled import bundled_car_files
+from .gateways import configured_gateways
 from .repo import Repo
+from .trustless import GatewayBlocks
 
 
-class Chain:
-    """Asks each source in turn; the first that has the block answers."""
-
-    def __init__(self, *sources: object) -> None:
-        self.sources = sources
-
-    def get(self, cid: CID) -> bytes:
-        for source in self.sources:
-            try:
-                return source.get(cid)
-            except NotFoundError:
-                continue
-        raise NotFoundError(f"block {cid} is not available from any source")
-
-    def get_unverified(self, cid: CID) -> bytes:
-        """As ``get``, but sources that can skip hashing do (see ``read_unverified``)."""
-        for source in self.sources:
-            try:
-                return read_unverified(source, cid)
-            except NotFoundError:
-                continue
-        raise NotFoundError(f"block {cid} is not available from any source")
+@functools.lru_cache(maxsize=8)
+def _bundled(paths: tuple) -> CarBlocks:
+    return CarBlocks(paths)
 
 
-class CarBlocks:
-    """The blocks of some CAR files, each verified once when the files are first read."""
-
-    def __init__(self, paths: list[Path]) -> None:
-        self.paths = paths
-        self._blocks: dict[bytes, bytes] | None = None
-
-    def load(self) -> dict[bytes, bytes]:
-        """Read and verify every file now (a bad CAR raises ``CARError``)."""
-        if self._blocks is None:
-            blocks = {}
-            for path in self.paths:
-                with open(path, "rb") as f:
-                    for cid, data in read_car(f)[1]:
-                        blocks[bytes(cid.digest)] = data
-            self._blocks = blocks
-        return self._blocks
-
-    def get(self, cid: CID) -> bytes:
-        try:
-            return self.load()[bytes(cid.digest)]
-        except KeyError:
-            raise NotFoundError(f"block {cid} is not in the bundled CAR files") from None
-
-    get_unverified = get  # checked once when loaded: nothing to skip
+def bundled_blocks() -> CarBlocks:
+    """The blocks of every pinned catalog version, read and verified once per process."""
+    return _bundled(tuple(bundled_car_files()))
 
 
-def read_unverified(source: object, cid: CID) -> bytes:
-    """A block for a reader who checks it: unhashed where ``source`` offers that."""
-    reader = getattr(source, "get_unverified", None)
-    return reader(cid) if reader is not None else source.get(cid)
+def local_sources(repo: Repo | None = None) -> list[BlockSource]:
+    """The local repository (``$HOWTO_REPO`` unless given), then the bundled blocks."""
+    return [repo if repo is not None else Repo(), bundled_blocks()]
 
 
-def default_source() -> Chain:
-    """What ``howto cat/ls/dag export`` and the embedded gateway read from."""
-    from .catalog import bundled_car_files
+def gateway_sources(
+    urls: Sequence[str] | None = None, timeout: float | None = None
+) -> list[GatewayBlocks]:
+    """A trustless client for each gateway in ``urls`` (default: the configured ones)."""
+    urls = configured_gateways() if urls is None else urls
+    return [GatewayBlocks(url, timeout) for url in urls]
 
-    return Chain(Repo(), CarBlocks(bundled_car_files()))
+
+def default_chain(
+    offline: bool = False,
+    gateways: Sequence[str] | None = None,
+    timeout: float | None = None,
+    keep: bool = False,
+    repo: Repo | None = None,
+) -> Chain:
+    """Local sources, then gateways (none when ``offline``).
+
+    ``keep=True`` stores blocks fetched from gateways in the local repository, as
+    ``ipfs cat`` does; the command line does that, the ``ipfs://`` file system does not.
+    """
+    repo = repo if repo is not None else Repo()
+    remote = [] if offline else gateway_sources(gateways, timeout)
+    return Chain(local_sources(repo), remote, keep=repo if keep else None)
+
+
+def local_chain() -> Chain:
+    """What ``howto serve`` and the embedded gateway serve: local blocks only."""
+    return Chain(local_sources())
+
+
+__all__ = ["bundled_blocks", "default_chain", "gateway_sources", "local_chain", "local_sources"]

@@ -1,14 +1,23 @@
-"""Moving DAGs in and out of the repository as CAR files (``howto dag export/import``)."""
+"""Moving DAGs in and out: CAR files (``howto dag export/import``) and ``howto get``."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
 from typing import BinaryIO
 
 from multiformats import CID
+from tqdm import tqdm
 
+from .blocks import BlockSource
 from .car import read_car, write_car
+from .errors import IntegrityError
+from .reader import DagReader
 from .repo import Repo
-from .resolver import BlockSource, Resolver
+from .resolver import Resolver
 
 
 def export_car(root: CID, out: BinaryIO, source: BlockSource) -> int:
@@ -26,3 +35,51 @@ def import_car(stream: BinaryIO, repo: Repo) -> tuple[list[CID], int]:
             txn.put(cid, data)
             count += 1
     return roots, count
+
+
+def get_tree(reader: DagReader, root: CID, path: str, out: Path, progress: bool = False) -> int:
+    """Save the file or directory at ``root/path`` as ``out`` (kubo's ``ipfs get``).
+
+    Everything is written under a temporary name beside ``out`` and renamed at the end, so
+    a failure (a missing block, a lying gateway) leaves nothing behind.  Returns the
+    number of file bytes written.
+    """
+    if out.exists() or out.is_symlink():
+        raise FileExistsError(f"{out} already exists")
+    target = reader.resolve(root, path)[-1]
+    partial = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"
+    bar = tqdm(unit="B", unit_scale=True, file=sys.stderr, disable=not progress)
+    written = 0
+    try:
+        with bar:
+            pending = [(target, partial)]
+            while pending:
+                cid, dest = pending.pop()
+                block = reader.stat(cid)[0]
+                if block.kind == "directory":
+                    dest.mkdir()
+                    for entry in reader.ls(cid):
+                        pending.append((entry.cid, dest / _safe_name(entry.name, cid)))
+                elif block.kind == "symlink":
+                    os.symlink(block.unixfs.data or b"", dest)
+                else:
+                    with open(dest, "wb") as f:
+                        for chunk in reader.read(cid):
+                            f.write(chunk)
+                            written += len(chunk)
+                            bar.update(len(chunk))
+        os.rename(partial, out)
+    except BaseException:
+        if partial.is_dir() and not partial.is_symlink():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _safe_name(name: str, directory: CID) -> str:
+    """A directory entry's name, refused when it could step outside the output folder."""
+    if not name or name in (".", "..") or "/" in name or "\x00" in name:
+        raise IntegrityError(f"directory {directory} has an unsafe entry name {name!r}")
+    return name

@@ -1,0 +1,262 @@
+"""One block layer: the protocol every block source follows, and a chain of sources.
+
+A block source answers three questions about a CID (given as a ``CID`` or in binary):
+``get`` (the bytes, checked against the CID), ``get_unverified`` (the bytes for a reader
+that hashes them itself; a source may still check them) and ``has``.  A writable source,
+a *store*, also opens a ``transaction()`` whose ``put(cid, data)`` lands all blocks or
+none.  The sources: the local repository (``howto.repo.Repo``), the CAR files bundled with
+howto (``CarBlocks``), any mapping of CID strings to bytes (``MappingBlocks``), and a
+gateway over HTTP (``howto.trustless.GatewayBlocks``).
+
+A ``Chain`` asks its sources in order: local ones first, then gateways.  A source that
+lacks the block, fails, or does not answer in time passes the request on; when none can
+answer, one error names every source and what it said.  Blocks a chain fetches from a
+remote source can be kept in a store, as kubo keeps what it fetches.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from multiformats import CID
+
+from .car import read_car_raw
+from .cids import cid_text, inline_data, multihash_of, raw_cid, verify_raw
+from .errors import GatewayError, IntegrityError, NotFoundError
+
+CidLike = CID | bytes
+
+
+class Putter(Protocol):
+    def put(self, cid: CidLike, data: bytes) -> None:
+        """Stage one block, already checked by the caller."""
+
+
+@runtime_checkable
+class BlockSource(Protocol):
+    """Where blocks come from."""
+
+    def get(self, cid: CidLike) -> bytes:
+        """The block's bytes, verified against ``cid``; ``NotFoundError`` when absent."""
+
+    def get_unverified(self, cid: CidLike) -> bytes:
+        """The block's bytes for a reader who hashes them anyway."""
+
+    def has(self, cid: CidLike) -> bool:
+        """Whether this source holds the block (without fetching it)."""
+
+
+@runtime_checkable
+class BlockStore(BlockSource, Protocol):
+    """A block source that can be written to, all blocks of an operation or none."""
+
+    def transaction(self) -> AbstractContextManager[Putter]:
+        """Blocks put in the ``with`` body land when it succeeds, and only then."""
+
+
+class CarBlocks:
+    """The blocks of some CAR files, each verified once when the files are first read."""
+
+    def __init__(self, paths: Iterable[Path], name: str = "bundled catalog blocks") -> None:
+        self.paths = list(paths)
+        self.name = name
+        self._blocks: dict[bytes, bytes] | None = None
+        self._lock = threading.Lock()
+
+    def __str__(self) -> str:
+        return self.name
+
+    def load(self) -> dict[bytes, bytes]:
+        """Read and verify every file now (a bad CAR raises ``CARError``)."""
+        with self._lock:
+            if self._blocks is None:
+                blocks = {}
+                for path in self.paths:
+                    with open(path, "rb") as f:
+                        for cid, data in read_car_raw(f, roots=False)[1]:
+                            blocks[multihash_of(cid)] = data
+                self._blocks = blocks
+        return self._blocks
+
+    def get(self, cid: CidLike) -> bytes:
+        raw = raw_cid(cid)
+        try:
+            return self.load()[multihash_of(raw)]
+        except KeyError:
+            if (carried := inline_data(raw)) is not None:
+                return carried
+            raise NotFoundError(f"block {cid_text(cid)} is not in the {self}") from None
+
+    get_unverified = get  # checked once when loaded: nothing to skip
+
+    def has(self, cid: CidLike) -> bool:
+        raw = raw_cid(cid)
+        return multihash_of(raw) in self.load() or inline_data(raw) is not None
+
+
+class MappingBlocks:
+    """Blocks in any mapping of CID strings to bytes (a ``dict``, a ``shelve``, …).
+
+    Every read is checked, so the mapping may be anything, near or far.  Writes need a
+    mutable mapping; a transaction collects its blocks and writes them when it succeeds.
+    """
+
+    def __init__(self, mapping: Mapping[str, bytes], name: str = "block mapping") -> None:
+        self.mapping = mapping
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_unverified(self, cid: CidLike) -> bytes:
+        key = cid_text(cid)
+        try:
+            return bytes(self.mapping[key])
+        except KeyError:
+            if (carried := inline_data(raw_cid(cid))) is not None:
+                return carried
+            raise NotFoundError(f"block {key} is not in the {self}") from None
+
+    def get(self, cid: CidLike) -> bytes:
+        data = self.get_unverified(cid)
+        verify_raw(raw_cid(cid), data)
+        return data
+
+    def has(self, cid: CidLike) -> bool:
+        key = cid_text(cid)
+        return key in self.mapping or inline_data(raw_cid(cid)) is not None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Putter]:
+        mapping = self.mapping
+        if not isinstance(mapping, MutableMapping):
+            raise TypeError(f"the {self} is read-only: a Mapping, not a MutableMapping")
+        staged = _Staged()
+        yield staged
+        for key, data in staged.blocks.items():
+            if key not in mapping:
+                mapping[key] = data
+
+
+class _Staged:
+    def __init__(self) -> None:
+        self.blocks: dict[str, bytes] = {}
+
+    def put(self, cid: CidLike, data: bytes) -> None:
+        self.blocks.setdefault(cid_text(cid), data)
+
+
+class Chain:
+    """Sources asked in order; the first that has a block answers.
+
+    ``remote`` sources (gateways) come after the local ones.  ``keep``, a store, receives
+    every block fetched from a remote source, after it was verified.
+    """
+
+    def __init__(
+        self,
+        local: Iterable[BlockSource] = (),
+        remote: Iterable[BlockSource] = (),
+        keep: BlockStore | None = None,
+    ) -> None:
+        self.local = list(local)
+        self.remote = list(remote)
+        self.keep = keep
+
+    @property
+    def sources(self) -> list[BlockSource]:
+        return [*self.local, *self.remote]
+
+    def __str__(self) -> str:
+        return ", ".join(str(s) for s in self.sources) or "no block source"
+
+    def local_only(self) -> Chain:
+        """The same chain without its remote sources."""
+        return Chain(self.local)
+
+    def has(self, cid: CidLike) -> bool:
+        """Whether a *local* source holds the block: nothing is fetched to answer."""
+        return any(source.has(cid) for source in self.local)
+
+    def get(self, cid: CidLike) -> bytes:
+        return self._ask(cid, verified=True)
+
+    def get_unverified(self, cid: CidLike) -> bytes:
+        return self._ask(cid, verified=False)
+
+    def _ask(self, cid: CidLike, verified: bool) -> bytes:
+        failures: list[tuple[object, Exception]] = []
+        for source in self.local:
+            try:
+                return source.get(cid) if verified else source.get_unverified(cid)
+            except NotFoundError as exc:
+                failures.append((source, exc))
+        # remote bytes are always checked, whatever the caller asked for
+        data = self.ask_remote(f"block {cid_text(cid)}", lambda s: s.get(cid), failures)
+        self.keep_blocks([(cid, data)])
+        return data
+
+    def ask_remote(
+        self,
+        what: str,
+        call: Callable[[BlockSource], Any],
+        failures: list[tuple[object, Exception]] | None = None,
+    ) -> Any:
+        """``call`` on each remote source in turn until one answers; else one error.
+
+        ``failures`` are what earlier (local) sources said, for that error's message.
+        """
+        failures = list(failures or [])
+        for source in self.remote:
+            try:
+                return call(source)
+            except (NotFoundError, GatewayError, IntegrityError) as exc:
+                failures.append((source, exc))
+        raise combined_error(what, failures, self)
+
+    def keep_blocks(self, blocks: Iterable[tuple[CidLike, bytes]]) -> None:
+        """Store blocks fetched (and verified) from remote sources, when keeping them."""
+        if self.keep is not None:
+            with self.keep.transaction() as txn:
+                for cid, data in blocks:
+                    txn.put(cid, data)
+
+
+def combined_error(what: str, failures: list[tuple[object, Exception]], chain: object) -> Exception:
+    """One error for a request every source failed: each source and what it said.
+
+    The type is the most telling one seen: a lie (``IntegrityError``) above a failure to
+    answer (``GatewayError``) above plain absence (``NotFoundError``).
+    """
+    if not failures:
+        return NotFoundError(f"{what}: no source to ask (sources: {chain})")
+    said = "; ".join(f"{source}: {_reason(exc, what)}" for source, exc in failures)
+    for kind in (IntegrityError, GatewayError):
+        worst = [exc for _, exc in failures if isinstance(exc, kind)]
+        if worst:
+            error = type(worst[0])(f"{what} could not be had. {said}")
+            error.__dict__.update(worst[0].__dict__)
+            return error
+    return NotFoundError(f"{what} is not available. {said}")
+
+
+def _reason(exc: Exception, what: str) -> str:
+    """What one source said, in a line, without repeating what was asked for."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text.removeprefix(f"{what} ").strip() or type(exc).__name__
+
+
+__all__ = [
+    "BlockSource",
+    "BlockStore",
+    "CarBlocks",
+    "Chain",
+    "CidLike",
+    "MappingBlocks",
+    "Putter",
+    "combined_error",
+]

@@ -1,0 +1,16 @@
+"""What ships inside the package: the catalogs folder and the CAR files of pinned versions."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+
+def catalog_dir() -> Path:
+    """Where the catalogs live: ``catalogs/`` in a checkout, package data when installed."""
+    return Path(str(resources.files("howto.catalogs")))
+
+
+def bundled_car_files() -> list[Path]:
+    """The CAR files that ship the blocks of every pinned version."""
+    return sorted((catalog_dir() / "blocks").glob("*.car"))

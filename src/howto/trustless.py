@@ -1,0 +1,278 @@
+"""A trustless gateway client: blocks and CARs over HTTP, every byte checked.
+
+``GatewayBlocks`` is a block source for one gateway (ipfs/specs, trustless gateway):
+single blocks with ``?format=raw``, and the blocks of a path or a byte range of a file as
+one CAR (``?format=car&dag-scope=…&entity-bytes=…``).  Nothing a gateway says is
+believed: each block is hashed against its CID, a path is walked from the requested root
+over the received blocks, and ``X-Ipfs-Roots``, when sent, must agree with that walk.
+
+Replies are bounded, whatever the gateway sends: no compressed replies (``identity`` is
+the only encoding asked for or accepted), at most ``MAX_BLOCK_BYTES`` for one block (the
+trustless spec's 2 MiB) and ``MAX_CAR_BYTES`` for one CAR, read as it arrives and within
+the timeout for the whole reply.  So a reader's memory stays bounded, and a gateway that
+trickles its answer is cut off in time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import urllib3
+from multiformats import CID
+
+from .blocks import CidLike
+from .car import CARError, read_car_raw
+from .cids import cid_text, multihash_of, raw_cid, verify_raw
+from .errors import GatewayError, GatewayTimeout, IntegrityError, NotFoundError
+from .resolver import BlockCache, Resolver
+
+RAW_TYPE = "application/vnd.ipld.raw"
+CAR_TYPE = "application/vnd.ipld.car"
+DEFAULT_TIMEOUT = 30.0
+#: The largest block the trustless gateway spec asks clients to accept.
+MAX_BLOCK_BYTES = 2 << 20
+#: The largest CAR reply read; a file is fetched in windows of ``WINDOW_BYTES`` below it.
+MAX_CAR_BYTES = 96 << 20
+WINDOW_BYTES = 32 << 20
+READ_BYTES = 1 << 20
+
+
+def default_timeout() -> float:
+    """Seconds a gateway has for a whole reply: ``$HOWTO_GATEWAY_TIMEOUT``, else 30."""
+    return float(os.environ.get("HOWTO_GATEWAY_TIMEOUT", DEFAULT_TIMEOUT))
+
+
+@dataclass
+class CarReply:
+    """The verified blocks of one CAR reply, and the CIDs of the requested path."""
+
+    blocks: dict[bytes, bytes]  # multihash → bytes
+    cids: list[CID]
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(self.blocks.items())
+
+
+class Received:
+    """The blocks of one reply as a block source; a block it lacks is the gateway's fault."""
+
+    def __init__(self, blocks: dict[bytes, bytes], where: str) -> None:
+        self.blocks = blocks
+        self.where = where
+
+    def __str__(self) -> str:
+        return self.where
+
+    def get(self, cid: CidLike) -> bytes:
+        try:
+            return self.blocks[multihash_of(raw_cid(cid))]
+        except KeyError:
+            raise IntegrityError(f"{self.where}: the reply lacks block {cid_text(cid)}") from None
+
+    get_unverified = get
+
+    def has(self, cid: CidLike) -> bool:
+        return multihash_of(raw_cid(cid)) in self.blocks
+
+
+class _Body:
+    """A reply body read within a size limit and a deadline (a stream for the CAR reader)."""
+
+    def __init__(
+        self, response: urllib3.BaseHTTPResponse, limit: int, deadline: float, where: str
+    ) -> None:
+        self.response = response
+        self.limit = limit
+        self.deadline = deadline
+        self.where = where
+        self.received = 0
+        self._buffer = b""
+        self._pos = 0
+
+    def read(self, size: int) -> bytes:
+        while len(self._buffer) - self._pos < size:
+            rest = self._buffer[self._pos :]
+            more = self._more(max(size - len(rest), READ_BYTES))
+            self._buffer, self._pos = rest + more, 0
+            if not more:
+                break
+        data = self._buffer[self._pos : self._pos + size]
+        self._pos += len(data)
+        return data
+
+    def _more(self, size: int) -> bytes:
+        if time.monotonic() > self.deadline:
+            raise GatewayTimeout(f"{self.where}: the reply did not arrive in time")
+        more = self.response.read(size, decode_content=False)
+        self.received += len(more)
+        if self.received > self.limit:
+            raise GatewayError(f"{self.where}: the reply is larger than {self.limit} bytes")
+        return more
+
+    def read_all(self) -> bytes:
+        parts = [self._buffer[self._pos :]]
+        while more := self._more(READ_BYTES):
+            parts.append(more)
+        self._buffer, self._pos = b"", 0
+        return b"".join(parts)
+
+
+class GatewayBlocks:
+    """One gateway as a block source: every reply verified, bounded and timed."""
+
+    def __init__(self, url: str, timeout: float | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = default_timeout() if timeout is None else timeout
+        self._http = urllib3.PoolManager(
+            maxsize=16,
+            retries=False,
+            timeout=urllib3.Timeout(connect=min(self.timeout, 10.0), read=self.timeout),
+        )
+
+    def __str__(self) -> str:
+        return f"gateway {self.url}"
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.url, self.timeout))
+
+    def _open(
+        self, target: str, accept: str, what: str, method: str = "GET"
+    ) -> urllib3.BaseHTTPResponse:
+        """Send the request; a reply that is not a plain 200 becomes a typed error."""
+        for attempt in (1, 2):
+            try:
+                response = self._http.request(
+                    method,
+                    f"{self.url}/ipfs/{target}",
+                    headers={"Accept": accept, "Accept-Encoding": "identity"},
+                    preload_content=False,
+                    decode_content=False,
+                    redirect=False,
+                )
+                break
+            except urllib3.exceptions.NewConnectionError as exc:
+                raise GatewayError(f"cannot reach {self} for {what}: {_line(exc)}") from None
+            except urllib3.exceptions.TimeoutError:
+                raise GatewayTimeout(
+                    f"{self} did not answer within {self.timeout:g} s for {what}"
+                ) from None
+            except urllib3.exceptions.ProtocolError as exc:
+                if attempt == 1:  # a kept-alive connection the gateway had closed: once more
+                    continue
+                raise GatewayError(f"{self} broke off the reply for {what}: {_line(exc)}") from None
+            except urllib3.exceptions.HTTPError as exc:
+                raise GatewayError(f"cannot reach {self} for {what}: {_line(exc)}") from None
+        status = response.status
+        if status != 200:
+            response.release_conn()
+            if status in (404, 410):
+                raise NotFoundError(f"{self} does not have {what} (HTTP {status})")
+            if status == 400:
+                raise NotFoundError(f"{self} rejected the request for {what} (HTTP 400)")
+            raise GatewayError(f"{self} answered HTTP {status} for {what}")
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            response.release_conn()
+            raise GatewayError(f"{self} sent a {encoding!r}-encoded reply for {what}: refused")
+        return response
+
+    def _body(self, response: urllib3.BaseHTTPResponse, limit: int, what: str) -> _Body:
+        declared = response.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            response.release_conn()
+            raise GatewayError(f"{self}: the reply for {what} has {declared} bytes, over {limit}")
+        return _Body(response, limit, time.monotonic() + self.timeout, f"{self}, {what}")
+
+    def _roots(self, response: urllib3.BaseHTTPResponse, cids: list[CID], what: str) -> None:
+        header = response.headers.get("X-Ipfs-Roots")
+        if header is not None and not same_roots(header, cids):
+            raise IntegrityError(f"{self}, {what}: X-Ipfs-Roots {header!r} disagree with the DAG")
+
+    def get(self, cid: CidLike) -> bytes:
+        """One block by its CID (``format=raw``), hashed on arrival."""
+        cid = cid if isinstance(cid, CID) else CID.decode(cid)
+        text = cid_text(cid)
+        what = f"block {text}"
+        response = self._open(f"{text}?format=raw", RAW_TYPE, what)
+        try:
+            data = self._body(response, MAX_BLOCK_BYTES, what).read_all()
+            self._roots(response, [cid], what)
+        finally:
+            response.release_conn()
+        try:
+            verify_raw(bytes(cid), data)
+        except IntegrityError:
+            raise IntegrityError(f"{self} sent {what}, which does not match its hash") from None
+        return data
+
+    get_unverified = get  # bytes from a gateway are always checked
+
+    def has(self, cid: CidLike) -> bool:
+        """Whether the gateway says it has the block (a ``HEAD`` request)."""
+        text = cid_text(cid if isinstance(cid, CID) else CID.decode(cid))
+        try:
+            response = self._open(f"{text}?format=raw", RAW_TYPE, text, method="HEAD")
+        except (NotFoundError, GatewayError):
+            return False
+        response.release_conn()
+        return True
+
+    def car(
+        self,
+        root: CID,
+        path: str = "",
+        scope: str = "entity",
+        entity_bytes: str | None = None,
+        cache: BlockCache | None = None,
+    ) -> CarReply:
+        """The blocks of ``/ipfs/root/path`` for ``scope`` as a verified CAR.
+
+        Each block is hashed as it arrives; the path is then walked from ``root`` over the
+        received blocks, which must hold every block on the way (the nodes verified on the
+        way are kept in ``cache``, even when the reply turns out to be a lie further on).
+        """
+        target = cid_text(root) + (f"/{quote(path, safe='/')}" if path else "")
+        query = f"?format=car&dag-scope={scope}"
+        if entity_bytes is not None:
+            query += f"&entity-bytes={entity_bytes}"
+        what = f"/ipfs/{target}"
+        response = self._open(target + query, CAR_TYPE, what)
+        try:
+            body = self._body(response, MAX_CAR_BYTES, what)
+            try:
+                _, sections = read_car_raw(body, roots=False)
+                blocks = {multihash_of(cid): data for cid, data in sections}
+            except CARError as exc:
+                raise CARError(f"{self}, {what}: {exc}") from None
+            received = Received(blocks, f"{self}, {what}")
+            try:
+                cids = Resolver(received, cache).resolve(root, path)
+            except NotFoundError as exc:
+                raise NotFoundError(f"{exc} ({self})") from None
+            received.get(cids[-1])  # every scope includes the target's own block
+            self._roots(response, cids, what)
+        finally:
+            response.release_conn()
+        return CarReply(blocks, cids)
+
+
+def same_roots(header: str, cids: list[CID]) -> bool:
+    """Whether an ``X-Ipfs-Roots`` value names ``cids`` (any CID version or base)."""
+    claimed = [c.strip() for c in header.split(",") if c.strip()]
+    if claimed == [cid_text(c) for c in cids]:
+        return True
+    try:
+        return [CID.decode(c).digest for c in claimed] == [c.digest for c in cids]
+    except Exception:
+        return False
+
+
+def _line(value: object) -> str:
+    return (str(value).strip().splitlines() or [type(value).__name__])[0]
+
+
+__all__ = ["CAR_TYPE", "RAW_TYPE", "CarReply", "GatewayBlocks", "Received", "same_roots"]
