@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .add import add
 from .castore import CAStore
 from .catalog import get_intake_catalog, get_latest_catalog_cid, list_catalog_versions
-from .errors import GatewayError, HowtoError, IntegrityError, NotFoundError
+from .errors import GatewayError, HashPolicyError, HowtoError, IntegrityError, NotFoundError
 
 
 def serve(*args: object, **kwargs: object):
@@ -31,6 +31,7 @@ except PackageNotFoundError:  # running from a source tree without installing
 __all__ = [
     "CAStore",
     "GatewayError",
+    "HashPolicyError",
     "HowtoError",
     "IntegrityError",
     "NotFoundError",

@@ -14,7 +14,7 @@ import dag_cbor
 from dag_cbor.decoding.err import CBORDecodingError
 from multiformats import CID
 
-from .cids import to_cid, verify_raw
+from .cids import check_cid, to_cid, verify_raw
 from .dagpb import read_varint, varint
 from .errors import IntegrityError
 
@@ -102,6 +102,8 @@ def read_car_raw(
     try:
         header = dag_cbor.decode(raw) if roots else {"roots": [], "version": 1}
         root_cids = [to_cid(r) for r in header["roots"]]
+        for root in root_cids:
+            check_cid(root)
         if header.get("version") != 1:
             raise CARError(f"unsupported CAR version {header.get('version')!r}")
     except (AttributeError, KeyError, TypeError, ValueError, CBORDecodingError) as exc:

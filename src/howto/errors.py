@@ -15,3 +15,8 @@ class NotFoundError(HowtoError, FileNotFoundError):
 
 class GatewayError(HowtoError):
     """A gateway that could not be reached, timed out or answered with an error."""
+
+
+class HashPolicyError(IntegrityError, ValueError):
+    """A CID whose hash cannot prove its block: an insecure or unknown function, a digest
+    too short or too long, or an identity CID too large (see ``howto.cids.check_cid``)."""

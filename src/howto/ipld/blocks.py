@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..car import read_car_raw
+from ..cids import check_multihash
 from ..dagpb import read_varint
 from ..errors import NotFoundError
 from ..repo import Repo
@@ -42,6 +43,7 @@ def inline_block(link: Link) -> bytes | None:
     digest = multihash(link)
     if digest[0] != 0x00:
         return None
+    check_multihash(digest, link)  # the hash policy: identity CIDs of 128 bytes at most
     size, start = read_varint(digest, 1)
     return digest[start : start + size]
 

@@ -1,0 +1,181 @@
+"""Hostile input: data and requests made to mislead, crash or stall howto.
+
+Each test builds its hostile input itself (weak hashes, odd ranges, lying CAR files,
+deep DAGs, over-long strings) and checks the answer through the public interfaces: the
+``howto`` command, the gateway over HTTP on 127.0.0.1, the file system and the readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from multiformats import CID
+
+from howto.car import CARError, read_car, write_car
+from howto.catalog import get_intake_catalog
+from howto.cids import check_cid, parse_cid, verify_block, verify_raw
+from howto.dagpb import varint
+from howto.errors import HashPolicyError, IntegrityError
+from howto.fs import VerifiedIPFSFileSystem
+from howto.gateway import serve
+from howto.ipld.blocks import Blocks
+from howto.ipld.codec import Link
+from howto.repo import Repo
+
+HOWTO = [sys.executable, "-m", "howto.cli"]
+RAW = 0x55
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*HOWTO, *map(str, args)], capture_output=True, timeout=300)
+
+
+def fails(*args: str | Path) -> str:
+    """The single stderr line of a command that must fail without a traceback."""
+    result = run(*args)
+    err = result.stderr.decode()
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def fetch(address: str, headers: dict | None = None) -> tuple[int, object, bytes]:
+    """(status, headers, body) of one GET, error statuses included."""
+    request = urllib.request.Request(address, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def raw_cid(code: int, digest: bytes, codec: int = RAW) -> bytes:
+    """A binary CIDv1 with any multihash, valid or not under the hash policy."""
+    return b"\x01" + varint(codec) + varint(code) + varint(len(digest)) + digest
+
+
+# --- hash policy ---------------------------------------------------------------------------
+
+DATA = b"the block an attacker wants to replace\n"
+WEAK = {
+    "md5": raw_cid(0xD5, hashlib.md5(DATA).digest()),
+    "sha1": raw_cid(0x11, hashlib.sha1(DATA).digest()),
+    "blake2b-8": raw_cid(0xB201, hashlib.blake2b(DATA, digest_size=1).digest()),
+    "sha2-256 cut to 16 bytes": raw_cid(0x12, hashlib.sha256(DATA).digest()[:16]),
+    "blake3 (not computed here)": raw_cid(0x1E, bytes(32)),
+    "identity of 129 bytes": raw_cid(0x00, b"x" * 129),
+}
+STRONG = {
+    "sha2-512": raw_cid(0x13, hashlib.sha512(DATA).digest()),
+    "sha3-256": raw_cid(0x16, hashlib.sha3_256(DATA).digest()),
+    "blake2b-256": raw_cid(0xB220, hashlib.blake2b(DATA, digest_size=32).digest()),
+    "blake2s-256": raw_cid(0xB260, hashlib.blake2s(DATA).digest()),
+    "shake-256": raw_cid(0x19, hashlib.shake_256(DATA).digest(64)),
+}
+
+
+def test_a_one_byte_digest_no_longer_lets_a_substitute_through():
+    """With one byte of blake2b, a different block with the same digest takes a few
+    hundred tries to find; such a CID proves nothing and is refused, not verified."""
+    cid = CID.decode(WEAK["blake2b-8"])
+    target = hashlib.blake2b(DATA, digest_size=1).digest()
+    substitute = next(
+        candidate
+        for i in range(100_000)
+        if hashlib.blake2b(candidate := b"forged %d\n" % i, digest_size=1).digest() == target
+    )
+    with pytest.raises(HashPolicyError, match="blake2b-8"):
+        verify_block(cid, substitute)
+    with pytest.raises(HashPolicyError):
+        verify_raw(WEAK["blake2b-8"], substitute)
+
+
+@pytest.mark.parametrize("name", WEAK)
+def test_weak_cids_are_refused_where_they_enter(name, tmp_path):
+    raw = WEAK[name]
+    text = str(CID.decode(raw).set(base="base32"))
+    with pytest.raises(HashPolicyError):  # the one policy function
+        check_cid(raw)
+    with pytest.raises(ValueError):  # typed in (CLI, catalogs, fs): also a ValueError
+        parse_cid(f"ipfs://{text}/a/path")
+    with pytest.raises(IntegrityError):  # a block check (repository, gateway client)
+        verify_block(CID.decode(raw), DATA)
+    with pytest.raises(HashPolicyError):
+        Repo(tmp_path / "repo").put(raw, DATA)
+    with pytest.raises(HashPolicyError):  # the zarr-on-IPLD block layer
+        Blocks({str(Link(raw)): DATA}).get(Link(raw))
+    with pytest.raises(ValueError):
+        get_intake_catalog(use_ipfs=text)
+    with pytest.raises(ValueError):
+        VerifiedIPFSFileSystem(gateway_addr="http://127.0.0.1:9", skip_instance_cache=True).cat(
+            f"ipfs://{text}"
+        )
+
+
+@pytest.mark.parametrize("name", STRONG)
+def test_secure_hashes_verify(name):
+    raw = STRONG[name]
+    parse_cid(str(CID.decode(raw)))
+    assert verify_block(CID.decode(raw), DATA) == DATA
+    verify_raw(raw, DATA)
+    with pytest.raises(IntegrityError):
+        verify_block(CID.decode(raw), DATA + b"!")
+
+
+def test_small_identity_cids_carry_their_block():
+    raw = raw_cid(0x00, b"x" * 128)
+    assert verify_block(CID.decode(raw), b"x" * 128) == b"x" * 128
+    with pytest.raises(IntegrityError):
+        verify_block(CID.decode(raw), b"y" * 128)
+
+
+def test_car_readers_refuse_weak_blocks_and_roots(tmp_path):
+    weak = WEAK["md5"]
+    strong = STRONG["sha2-512"]
+    body = io.BytesIO()
+    write_car(body, [strong], [(strong, DATA), (weak, DATA)])
+    with pytest.raises(CARError, match="md5"):
+        list(read_car(io.BytesIO(body.getvalue()))[1])
+    body = io.BytesIO()
+    write_car(body, [weak], [(strong, DATA)])
+    with pytest.raises(CARError, match="md5"):
+        read_car(io.BytesIO(body.getvalue()))
+    path = tmp_path / "weak.car"
+    body = io.BytesIO()
+    write_car(body, [weak], [(weak, DATA)])
+    path.write_bytes(body.getvalue())
+    assert "md5" in fails("dag", "import", path)
+
+
+def test_cli_and_gateway_refuse_weak_cids(tmp_path):
+    for name in ("md5", "blake3 (not computed here)"):
+        text = str(CID.decode(WEAK[name]).set(base="base32"))
+        assert name.split()[0] in fails("cat", text)
+        with serve(Repo(tmp_path / "repo")) as base:
+            status, _, body = fetch(f"{base}/ipfs/{text}")
+        assert status == 400
+        assert name.split()[0].encode() in body
+
+
+def test_over_long_cid_text_is_refused_in_linear_time():
+    """Decoding base32/base58 text takes time growing with the square of its length: a
+    400 kB string once took many seconds.  The length is checked before decoding."""
+    for text in ("b" + "a" * 400_000, "z" + "a" * 400_000, "bafy" + "a/" * 200_000):
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match="long"):
+            parse_cid(text)
+        assert time.perf_counter() - start < 0.05
+    start = time.perf_counter()
+    with pytest.raises(ValueError):
+        get_intake_catalog(use_ipfs="b" + "a" * 400_000)
+    assert time.perf_counter() - start < 0.5
+    assert len(fails("cat", "b" + "a" * 100_000)) < 400  # and the message stays short
