@@ -179,3 +179,77 @@ def test_over_long_cid_text_is_refused_in_linear_time():
         get_intake_catalog(use_ipfs="b" + "a" * 400_000)
     assert time.perf_counter() - start < 0.5
     assert len(fails("cat", "b" + "a" * 100_000)) < 400  # and the message stays short
+
+
+# --- ranges (RFC 9110, section 14) ---------------------------------------------------------
+
+TEXT = b"0123456789abcdefghij"  # 20 bytes
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> tuple[str, dict[str, CID]]:
+    """A gateway serving an empty file (as a raw leaf and as a dag-pb node) and 20 bytes."""
+    from howto.add import add
+
+    base = tmp_path_factory.mktemp("ranges")
+    repo = Repo(base / "repo")
+    (base / "empty").write_bytes(b"")
+    (base / "text").write_bytes(TEXT)
+    cids = {
+        "empty raw": add(base / "empty", repo=repo, cid_version=1, raw_leaves=True),
+        "empty dag-pb": add(base / "empty", repo=repo),
+        "text": add(base / "text", repo=repo, cid_version=1, raw_leaves=True),
+    }
+    with serve(repo) as url:
+        yield url, cids
+
+
+@pytest.mark.parametrize("kind", ["empty raw", "empty dag-pb"])
+@pytest.mark.parametrize("spec", ["bytes=5-10", "bytes=0-", "bytes=0-0", "bytes=-5", "bytes=-0"])
+def test_no_range_of_an_empty_file_is_satisfiable(files, kind, spec):
+    url, cids = files
+    status, headers, body = fetch(f"{url}/ipfs/{cids[kind]}", {"Range": spec})
+    assert status == 416
+    assert headers["Content-Range"] == "bytes */0"
+    assert body == b""
+    assert int(headers.get("Content-Length", "0")) == 0
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["bytes=-0", "bytes=20-", "bytes=25-30", "bytes=7-3", "bytes=x-1", "bytes=-", "bytes=-1-2"],
+)
+def test_unsatisfiable_or_invalid_ranges_are_416(files, spec):
+    url, cids = files
+    status, headers, body = fetch(f"{url}/ipfs/{cids['text']}", {"Range": spec})
+    assert status == 416
+    assert headers["Content-Range"] == "bytes */20"
+    assert body == b""
+
+
+@pytest.mark.parametrize(
+    "spec, start, stop",
+    [
+        ("bytes=19-", 19, 20),
+        ("bytes=-1", 19, 20),
+        ("bytes=-20", 0, 20),
+        ("bytes=-99999999999999999999", 0, 20),
+        ("bytes=3-3", 3, 4),
+        ("bytes=5-99999", 5, 20),
+        ("BYTES = 2-4", 2, 5),
+    ],
+)
+def test_satisfiable_ranges_are_206(files, spec, start, stop):
+    url, cids = files
+    status, headers, body = fetch(f"{url}/ipfs/{cids['text']}", {"Range": spec})
+    assert status == 206
+    assert body == TEXT[start:stop]
+    assert headers["Content-Range"] == f"bytes {start}-{stop - 1}/20"
+    assert headers["Content-Length"] == str(stop - start)
+
+
+@pytest.mark.parametrize("spec", ["items=0-4", "bytes=0-1,5-6", "bytes"])
+def test_ranges_the_gateway_may_ignore_give_the_whole_file(files, spec):
+    url, cids = files
+    status, headers, body = fetch(f"{url}/ipfs/{cids['text']}", {"Range": spec})
+    assert (status, body, headers["Content-Length"]) == (200, TEXT, "20")

@@ -13,10 +13,11 @@ import asyncio
 import functools
 import html
 import mimetypes
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from aiohttp import web
 from multiformats import CID
@@ -128,6 +129,40 @@ def _entity_range(spec: str, size: int) -> tuple[int, int]:
     if start < 0:
         start = max(0, size + start)
     return start, min(end, size)
+
+
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """The bytes ``[start, end)`` that a ``Range`` header selects from ``size`` bytes.
+
+    RFC 9110, section 14: ``None`` when the header is to be ignored (a unit other than
+    bytes, or several ranges, which a server may answer with the whole file), and
+    ``"unsatisfiable"`` (a 416 reply) when it selects nothing: a first byte at or past
+    the end, a suffix of zero bytes (``-0``), any range of an empty file, or a header
+    that is not a valid byte range.  The range returned is never empty.
+    """
+    unit, equals, specs = header.partition("=")
+    if not equals or unit.strip().lower() != "bytes":
+        return None
+    if "," in specs:
+        return None
+    match = _RANGE_SPEC.fullmatch(specs.strip())
+    if match is None or not any(match.groups()) or max(map(len, match.groups())) > 20:
+        return "unsatisfiable"
+    first, last = match.groups()
+    if not first:  # a suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - length), size
+    start = int(first)
+    if last and int(last) < start:
+        return "unsatisfiable"  # not a valid range
+    if start >= size:
+        return "unsatisfiable"
+    return start, size if not last else min(int(last) + 1, size)
 
 
 class Gateway:
@@ -288,19 +323,14 @@ class Gateway:
         headers["Accept-Ranges"] = "bytes"
         start, end, status = 0, size, 200
         if "Range" in request.headers:
-            try:
-                rng = request.http_range
-            except ValueError:
-                rng = None
-            if rng is None or (rng.start is not None and rng.start >= size and size):
+            selected = _byte_range(request.headers["Range"], size)
+            if selected == "unsatisfiable":
                 headers["Content-Range"] = f"bytes */{size}"
                 return web.Response(status=416, headers=headers)
-            start = rng.start or 0
-            if start < 0:
-                start = max(0, size + start)
-            end = size if rng.stop is None else min(rng.stop, size)
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{max(start, end - 1)}/{size}"
+            if selected is not None:
+                start, end = selected
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         headers["Content-Length"] = str(end - start)
         response = web.StreamResponse(status=status, headers=headers)
         await response.prepare(request)
