@@ -21,7 +21,7 @@ from multiformats import CID
 
 from howto.car import CARError, read_car, write_car
 from howto.catalog import get_intake_catalog
-from howto.cids import check_cid, parse_cid, verify_block, verify_raw
+from howto.cids import check_cid, parse_cid, to_cid, verify_block, verify_raw
 from howto.dagpb import varint
 from howto.errors import HashPolicyError, IntegrityError
 from howto.fs import VerifiedIPFSFileSystem
@@ -253,3 +253,86 @@ def test_ranges_the_gateway_may_ignore_give_the_whole_file(files, spec):
     url, cids = files
     status, headers, body = fetch(f"{url}/ipfs/{cids['text']}", {"Range": spec})
     assert (status, body, headers["Content-Length"]) == (200, TEXT, "20")
+
+
+# --- honest dag import, CARv2 --------------------------------------------------------------
+
+
+def car_bytes(roots: list, blocks: list) -> bytes:
+    out = io.BytesIO()
+    write_car(out, roots, blocks)
+    return out.getvalue()
+
+
+def carv2(v1: bytes, padding: int = 7, offset: int | None = None) -> bytes:
+    """A CARv2 around ``v1``: pragma, header, padding, the CARv1, then an index stand-in."""
+    import struct
+
+    pragma = bytes.fromhex("0aa16776657273696f6e02")
+    start = len(pragma) + 40 + padding
+    header = struct.pack("<16sQQQ", bytes(16), start if offset is None else offset, len(v1), 0)
+    return pragma + header + b"\0" * padding + v1 + b"index bytes, not read"
+
+
+def a_block(text: bytes) -> tuple[bytes, bytes]:
+    return raw_cid(0x12, hashlib.sha256(text).digest()), text
+
+
+def test_dag_import_refuses_a_car_whose_root_it_does_not_hold(tmp_path, howto_repo):
+    cid, data = a_block(b"a block\n")
+    absent, _ = a_block(b"the root, absent\n")
+    cases = {
+        "absent root": (car_bytes([absent], [(cid, data)]), "neither in the CAR"),
+        "no blocks": (car_bytes([cid], []), "no blocks"),
+        "no roots": (car_bytes([], [(cid, data)]), "no root"),
+    }
+    for name, (body, reason) in cases.items():
+        path = tmp_path / f"{name}.car"
+        path.write_bytes(body)
+        err = fails("dag", "import", path)
+        assert reason in err and str(path) in err, err
+        assert not (howto_repo / "blocks").exists() or not any(
+            p.is_file() for p in (howto_repo / "blocks").rglob("*")
+        ), name  # nothing stored
+
+
+def test_dag_import_accepts_a_root_already_in_the_repository(tmp_path, howto_repo):
+    cid, data = a_block(b"the root\n")
+    other = a_block(b"another block\n")
+    Repo().put(cid, data)
+    path = tmp_path / "more.car"
+    path.write_bytes(car_bytes([cid], [other]))
+    result = run("dag", "import", path)
+    assert result.returncode == 0, result.stderr
+    assert f"imported root {to_cid(cid)} ".encode() in result.stdout
+
+
+def test_carv2_is_read_by_every_car_reader(tmp_path, howto_repo):
+    from howto.sources import CarBlocks
+
+    cid, data = a_block(b"inside a CARv2\n")
+    v1 = car_bytes([cid], [(cid, data), a_block(b"second\n")])
+    body = carv2(v1)
+    roots, blocks = read_car(io.BytesIO(body))
+    assert roots == [CID.decode(cid)]
+    assert [b for _, b in blocks] == [data, b"second\n"]
+    path = tmp_path / "v2.car"
+    path.write_bytes(body)
+    assert CarBlocks([path]).get(CID.decode(cid)) == data
+    result = run("dag", "import", path)
+    assert result.returncode == 0, result.stderr
+    assert Repo().get(cid) == data
+
+
+def test_damaged_carv2_is_refused():
+    cid, data = a_block(b"inside a CARv2\n")
+    v1 = car_bytes([cid], [(cid, data)])
+    with pytest.raises(CARError, match="offset"):
+        read_car(io.BytesIO(carv2(v1, offset=20)))
+    with pytest.raises(CARError, match="truncated"):
+        read_car(io.BytesIO(carv2(v1)[:60]))
+    with pytest.raises(CARError, match="truncated"):  # the data size cuts a block short
+        list(read_car(io.BytesIO(carv2(v1)[: 51 + 7 + len(v1) - 3]))[1])
+    tampered = carv2(v1.replace(b"inside", b"INSIDE"))
+    with pytest.raises(CARError, match="does not match"):
+        list(read_car(io.BytesIO(tampered))[1])

@@ -15,6 +15,7 @@ from multiformats import CID
 
 from . import sources
 from .add import add_paths
+from .car import CARError
 from .cids import parse_cid, to_cid
 from .errors import HowtoError
 from .repo import Repo
@@ -98,7 +99,10 @@ def _cmd_dag_export(args: argparse.Namespace) -> int:
 def _cmd_dag_import(args: argparse.Namespace) -> int:
     for path in args.files:
         with open(path, "rb") as f:
-            roots, count = import_car(f, Repo())
+            try:
+                roots, count = import_car(f, Repo())
+            except CARError as exc:
+                raise CARError(f"{path}: {exc}") from None
         for root in roots:
             print(f"imported root {root} ({count} blocks from {path})")
     return 0
