@@ -336,3 +336,90 @@ def test_damaged_carv2_is_refused():
     tampered = carv2(v1.replace(b"inside", b"INSIDE"))
     with pytest.raises(CARError, match="does not match"):
         list(read_car(io.BytesIO(tampered))[1])
+
+
+# --- deep DAGs -----------------------------------------------------------------------------
+
+DEPTH = 3000  # far past Python's recursion limit
+
+
+def store(txn, data: bytes, codec: int) -> CID:
+    from howto.cids import cid_bytes
+
+    raw = cid_bytes(data, codec, 1)
+    txn.put(raw, data)
+    return to_cid(raw)
+
+
+def file_node(child: CID, size: int) -> bytes:
+    from howto.dagpb import PBLink, PBNode, UnixFSData, UnixFSType, encode_node, encode_unixfs
+
+    meta = UnixFSData(UnixFSType.FILE, filesize=size, blocksizes=[size])
+    return encode_node(PBNode([PBLink(bytes(child), "", size)], encode_unixfs(meta)))
+
+
+def shard_node(links: list[tuple[str, CID]]) -> bytes:
+    from howto.dagpb import PBLink, PBNode, UnixFSData, UnixFSType, encode_node, encode_unixfs
+
+    meta = UnixFSData(UnixFSType.HAMT_SHARD, data=b"\xff" * 32, hash_type=0x22, fanout=256)
+    return encode_node(PBNode([PBLink(bytes(c), n, 1) for n, c in links], encode_unixfs(meta)))
+
+
+@pytest.fixture
+def deep_file(howto_repo) -> CID:
+    """A one-byte file under a chain of DEPTH single-child file nodes (valid UnixFS)."""
+    with Repo().transaction() as txn:
+        cid = store(txn, b"x", RAW)
+        for _ in range(DEPTH):
+            cid = store(txn, file_node(cid, 1), 0x70)
+    return cid
+
+
+def test_a_very_deep_file_is_read_without_recursion(deep_file):
+    from howto.resolver import Resolver
+
+    assert Resolver(Repo()).cat(deep_file) == b"x"
+    result = run("cat", deep_file)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"x", b"")
+    with serve(Repo()) as url:
+        status, _, body = fetch(f"{url}/ipfs/{deep_file}")
+        assert (status, body) == (200, b"x")
+        status, _, body = fetch(f"{url}/ipfs/{deep_file}?format=car&entity-bytes=0:0")
+        assert status == 200
+        assert len(list(read_car(io.BytesIO(body))[1])) == DEPTH + 1
+        fs = VerifiedIPFSFileSystem(gateway_addr=url, skip_instance_cache=True)
+        assert fs.cat(f"ipfs://{deep_file}") == b"x"
+
+
+def test_hamt_shards_nested_past_the_name_hash_are_refused(howto_repo):
+    """Eight levels use up the 64-bit name hash: a ninth is malformed, not a crash."""
+    from howto.hamt import shard_lookup_index
+
+    name = "target.txt"
+    with Repo().transaction() as txn:
+        leaf = store(txn, b"found\n", RAW)
+        shard = store(txn, shard_node([("00" + name, leaf)]), 0x70)
+        for depth in reversed(range(8)):
+            shard = store(
+                txn, shard_node([(f"{shard_lookup_index(name, depth):02X}", shard)]), 0x70
+            )
+        root = store(txn, shard_node([("FF", shard)]), 0x70)  # and one more for listings
+    assert "deeper" in fails("cat", f"{shard}/{name}")
+    assert "deeper" in fails("ls", root)
+
+
+def test_a_shard_link_to_a_file_is_refused(howto_repo):
+    with Repo().transaction() as txn:
+        leaf = store(txn, b"not a shard\n", RAW)
+        root = store(txn, shard_node([("00", leaf)]), 0x70)
+    assert "not one" in fails("ls", root)
+
+
+def test_deeply_nested_dag_cbor_is_refused_in_one_line(howto_repo):
+    import dag_cbor
+
+    with Repo().transaction() as txn:
+        leaf = store(txn, b"leaf\n", RAW)
+        root = store(txn, b"\x81" * DEPTH + dag_cbor.encode(leaf), 0x71)  # [[[…[leaf]…]]]
+    assert "too deeply" in fails("dag", "export", root)
+    assert "too deeply" in fails("cat", f"{root}/0")

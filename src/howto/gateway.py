@@ -357,22 +357,34 @@ def _car_blocks(
         else:
             yield from resolver.walk(target.cid, scope)
         return
-    yield from _file_range_blocks(resolver, target, *byte_range, 0)
+    yield from _file_range_blocks(resolver, target, *byte_range)
 
 
-def _file_range_blocks(
-    resolver: Resolver, block: Block, start: int, end: int, offset: int
-) -> Iterator[Block]:
-    """The blocks of a file needed to read bytes [start, end): its nodes and leaves."""
-    yield block
-    if block.node is None or block.unixfs is None or block.unixfs.type != UnixFSType.FILE:
-        return
+def _file_range_blocks(resolver: Resolver, block: Block, start: int, end: int) -> Iterator[Block]:
+    """The blocks of a file needed to read bytes [start, end): its nodes and leaves, depth
+    first (with a stack of its own: a hostile file may be thousands of levels deep)."""
+    stack = [iter([(block, 0)])]  # per node: its children still to visit, with offsets
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        block, offset = item
+        yield block
+        meta = block.unixfs
+        if block.node is not None and meta is not None and meta.type == UnixFSType.FILE:
+            stack.append(_range_children(resolver, block, offset, start, end))
+
+
+def _range_children(
+    resolver: Resolver, block: Block, offset: int, start: int, end: int
+) -> Iterator[tuple[Block, int]]:
     pos = offset + len(block.unixfs.data or b"")
     for link, size in zip(block.node.links, block.unixfs.blocksizes, strict=False):
         if pos >= end:
             break
         if pos + size > start:
-            yield from _file_range_blocks(resolver, resolver.block(link.hash), start, end, pos)
+            yield resolver.block(link.hash), pos
         pos += size
 
 
