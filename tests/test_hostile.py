@@ -8,7 +8,9 @@ deep DAGs, over-long strings) and checks the answer through the public interface
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
+import re
 import subprocess
 import sys
 import time
@@ -423,3 +425,116 @@ def test_deeply_nested_dag_cbor_is_refused_in_one_line(howto_repo):
         root = store(txn, b"\x81" * DEPTH + dag_cbor.encode(leaf), 0x71)  # [[[…[leaf]…]]]
     assert "too deeply" in fails("dag", "export", root)
     assert "too deeply" in fails("cat", f"{root}/0")
+
+
+# --- one-line errors -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "eighty"])
+def test_serve_refuses_a_bad_port_in_one_line(port):
+    assert "port" in fails("serve", "--port", port)
+
+
+def test_serve_on_a_port_in_use_fails_in_one_line():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert "in use" in fails("serve", "--port", str(taken.getsockname()[1]))
+
+
+@pytest.mark.parametrize("code", [0x1B, 0x1E, 0x300000])  # keccak-256, blake3, unknown
+def test_cat_of_an_unsupported_hash_fails_in_one_line(code):
+    import base64
+
+    text = "b" + base64.b32encode(raw_cid(code, bytes(32))).decode().lower().rstrip("=")
+    fails("cat", text)
+
+
+DROPPED = (http.client.HTTPException, ConnectionError, urllib.error.URLError)
+
+
+def corrupt(repo_path: Path, data: bytes) -> None:
+    """Alter, on disk, the stored block whose bytes are ``data``."""
+    (stored,) = [p for p in repo_path.rglob("*") if p.is_file() and p.read_bytes() == data]
+    stored.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+
+
+@pytest.fixture
+def damaged(tmp_path, howto_repo) -> dict[str, CID]:
+    """A small file whose only block is damaged, and a large one whose third leaf is."""
+    from howto.add import add
+
+    big = bytes(range(256)) * 4096  # four 262144-byte leaves
+    (tmp_path / "small").write_bytes(b"small file\n")
+    (tmp_path / "big").write_bytes(big)
+    cids = {
+        "small": add(tmp_path / "small", cid_version=1, raw_leaves=True),
+        "big": add(tmp_path / "big", cid_version=1, raw_leaves=True),
+    }
+    corrupt(howto_repo, b"small file\n")
+    corrupt(howto_repo, big[2 * 262144 : 3 * 262144])
+    return cids
+
+
+def test_served_corrupt_blocks_give_502_naming_the_block_and_one_log_line(damaged):
+    server = subprocess.Popen(
+        [*HOWTO, "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        url = re.search(r"http://[0-9.:]+", server.stdout.readline().decode()).group()
+        status, _, body = fetch(f"{url}/ipfs/{damaged['small']}")
+        assert status == 502
+        assert body == f"block {damaged['small']} does not match its hash\n".encode()
+        status, _, _ = fetch(f"{url}/ipfs/{damaged['small']}x")  # not a CID: 400
+        assert status == 400
+        with pytest.raises(DROPPED):  # the reply began: the connection is dropped early
+            fetch(f"{url}/ipfs/{damaged['big']}")
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    lines = err.decode().splitlines()
+    assert "Traceback" not in err.decode()
+    assert len(lines) == 3, lines
+    assert " 502: block " in lines[0] and " 400: " in lines[1]
+    assert " cut short: block " in lines[2] and "does not match" in lines[2]
+
+
+def test_embedded_gateway_logs_failures_without_tracebacks(damaged, caplog):
+    import logging
+
+    with serve(Repo()) as url, caplog.at_level(logging.INFO, logger="howto.gateway"):
+        assert fetch(f"{url}/ipfs/{damaged['small']}")[0] == 502
+        with pytest.raises(DROPPED):
+            fetch(f"{url}/ipfs/{damaged['big']}")
+    records = [r for r in caplog.records if r.name.startswith("howto.gateway")]
+    assert [r.levelname for r in records] == ["WARNING", "WARNING"]
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in records)
+
+
+def test_listing_links_are_percent_encoded(tmp_path):
+    import html
+    import urllib.parse
+
+    from howto.add import add
+
+    names = ["a b.txt", "q?x=1", "h#1", "100%", "<b>&'\".txt", "ünï"]
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(b"entry %d\n" % i)
+    repo = Repo(tmp_path / "repo")
+    root = add(folder, repo=repo, cid_version=1, raw_leaves=True)
+    with serve(repo) as url:
+        status, _, page = fetch(f"{url}/ipfs/{root}/")
+        assert status == 200
+        hrefs = [html.unescape(h) for h in re.findall(r'href="([^"]*)"', page.decode())]
+        assert len(hrefs) == len(names)
+        for href in hrefs:
+            assert re.fullmatch(r"[A-Za-z0-9/%._~-]+", href), href  # nothing left unencoded
+            name = urllib.parse.unquote(href.rsplit("/", 1)[1])
+            status, _, body = fetch(f"{url}{href}")
+            assert (status, body) == (200, b"entry %d\n" % names.index(name))
+        for name in names:
+            assert html.escape(name).encode() in page

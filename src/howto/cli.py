@@ -37,6 +37,16 @@ def _cid_arg(text: str) -> tuple[CID, str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _port_arg(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not between 0 and 65535")
+    return port
+
+
 def _cmd_add(args: argparse.Namespace) -> int:
     if args.cid_version not in (0, 1):
         raise ValueError(f"unknown CID version {args.cid_version}: use 0 or 1")
@@ -109,8 +119,18 @@ def _cmd_dag_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     from .gateway import GatewayServer
     from .sources import CarBlocks, Chain, default_source
+
+    # one line on stderr per failed request (see howto.gateway.log), 404s included
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("howto serve: %(message)s"))
+    gateway_log = logging.getLogger("howto.gateway")
+    gateway_log.addHandler(handler)
+    gateway_log.setLevel(logging.INFO)
+    gateway_log.propagate = False
 
     source = default_source()
     if args.car:
@@ -186,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=_cmd_dag_import)
     p = sub.add_parser("serve", help="run a gateway on 127.0.0.1 for the local repository")
-    p.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    p.add_argument("--port", type=_port_arg, default=8080, help="port (0 picks a free one)")
     p.add_argument("--car", action="append", default=[], metavar="FILE", help="also serve")
     p.set_defaults(func=_cmd_serve)
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
+import logging
 import mimetypes
 import re
 import threading
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal, TypeVar
@@ -25,7 +27,7 @@ from multiformats import CID
 from .car import encode_header, encode_section
 from .cids import RAW, parse_cid, to_cid
 from .dagpb import UnixFSType
-from .errors import NotFoundError
+from .errors import GatewayError, IntegrityError, NotFoundError
 from .resolver import Block, BlockCache, BlockSource, Resolver, as_cid, cid_text
 from .sources import read_unverified
 
@@ -165,6 +167,82 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfia
     return start, size if not last else min(int(last) + 1, size)
 
 
+#: One line per failed request: 4xx at INFO, 5xx at WARNING (shown on stderr by default).
+log = logging.getLogger("howto.gateway")
+
+
+class _Reported(ConnectionError):
+    """A failure already logged, after the reply had begun: the connection is dropped."""
+
+
+class _OneLine(logging.Filter):
+    """What aiohttp's server itself logs, as one line without a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            if isinstance(exc, _Reported):
+                return False
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {_first_line(exc)}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_server_log = logging.getLogger("howto.gateway.server")
+_server_log.addFilter(_OneLine())
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _failure(exc: Exception) -> type[web.HTTPException]:
+    """The reply for an exception from a handler: 404 for absent content, 502 for blocks
+    that do not match their CID or gateways behind this one failing, 500 otherwise."""
+    if isinstance(exc, NotFoundError):
+        return web.HTTPNotFound
+    if isinstance(exc, IntegrityError | GatewayError):
+        return web.HTTPBadGateway
+    return web.HTTPInternalServerError
+
+
+def _log_failure(request: web.Request, status: int, reason: str) -> None:
+    level = logging.WARNING if status >= 500 else logging.INFO
+    log.log(level, "%s %s -> %d: %s", request.method, request.path, status, reason)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """Every failure becomes a reply with a one-line body and one line in the log; one
+    that happens after the reply began (a corrupt block deep in a file) drops the
+    connection, so the reader sees a truncated reply rather than wrong bytes."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            _log_failure(request, exc.status, (exc.text or exc.reason).strip())
+        raise
+    except ConnectionError:  # the client went away
+        raise _Reported() from None
+    except Exception as exc:
+        reply = _failure(exc)
+        if request.get(_STARTED):
+            log.warning("%s %s -> cut short: %s", request.method, request.path, _first_line(exc))
+            raise _Reported() from None
+        _log_failure(request, reply.status_code, _first_line(exc))
+        raise reply(text=f"{_first_line(exc)}\n") from None
+
+
+#: Set on a request once its reply has begun (typed keys exist from aiohttp 3.13 on).
+_STARTED = web.RequestKey("howto.started", bool) if hasattr(web, "RequestKey") else "started"
+
+
+async def _started(request: web.Request, response: web.StreamResponse) -> None:
+    request[_STARTED] = True
+
+
 class Gateway:
     """Request handlers over one block source."""
 
@@ -173,7 +251,8 @@ class Gateway:
         self.cache = BlockCache()  # decoded directory and file nodes, shared by requests
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_errors])
+        app.on_response_prepare.append(_started)
         app.router.add_route("GET", "/ipfs/{tail:.*}", self.handle)
         app.router.add_route("HEAD", "/ipfs/{tail:.*}", self.handle)
         app.router.add_get("/", self.index)
@@ -305,9 +384,10 @@ class Gateway:
             return web.Response(status=304, headers=headers)
         if target.kind == "directory":
             entries = await asyncio.to_thread(resolver.ls, target.cid)
-            base = request.path.rstrip("/")
-            rows = "".join(
-                f'<li><a href="{html.escape(base)}/{html.escape(e.name)}">'
+            base = urllib.parse.quote(request.path.rstrip("/"), safe="/")
+            rows = "".join(  # targets percent-encoded (a name may hold ?, # or %), then
+                # escaped for HTML like the names shown
+                f'<li><a href="{html.escape(base + "/" + urllib.parse.quote(e.name, safe=""))}">'
                 f"{html.escape(e.name)}</a> {e.size}</li>"
                 for e in entries
             )
@@ -423,7 +503,9 @@ class GatewayServer:
         return self.url
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(Gateway(self.source).app(), access_log=None)
+        self._runner = web.AppRunner(
+            Gateway(self.source).app(), access_log=None, logger=_server_log
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
