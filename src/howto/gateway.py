@@ -224,9 +224,10 @@ async def _errors(request: web.Request, handler: Callable) -> web.StreamResponse
         if exc.status >= 400:
             _log_failure(request, exc.status, (exc.text or exc.reason).strip())
         raise
-    except ConnectionError:  # the client went away
-        raise _Reported() from None
     except Exception as exc:
+        transport = request.transport
+        if isinstance(exc, ConnectionError) and (transport is None or transport.is_closing()):
+            raise _Reported() from None  # the client went away: nothing to tell it
         reply = _failure(exc)
         if request.get(_STARTED):
             log.warning("%s %s -> cut short: %s", request.method, request.path, _first_line(exc))
