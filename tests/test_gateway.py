@@ -400,7 +400,7 @@ def test_damaged_block_is_sent_as_stored_only_to_a_verifying_reader(tmp_path):
         assert status == 200 and body.endswith(b"HELLO" + HELLO[5:])
         with pytest.raises(CARError):
             list(read_car(io.BytesIO(body))[1])
-        assert fetch(f"{base}/ipfs/{cid}")[0] == 500
+        assert fetch(f"{base}/ipfs/{cid}")[0] == 502  # names the block: see test_hostile
         with pytest.raises(IntegrityError):
             VerifiedIPFSFileSystem(gateway_addr=base, skip_instance_cache=True).cat(str(cid))
 

@@ -10,7 +10,14 @@ from importlib.metadata import PackageNotFoundError, version
 from .add import add
 from .castore import CAStore
 from .catalog import get_intake_catalog, get_latest_catalog_cid, list_catalog_versions
-from .errors import CatalogError, GatewayError, HowtoError, IntegrityError, NotFoundError
+from .errors import (
+    CatalogError,
+    GatewayError,
+    HashPolicyError,
+    HowtoError,
+    IntegrityError,
+    NotFoundError,
+)
 
 
 def serve(*args: object, **kwargs: object):
@@ -32,6 +39,7 @@ __all__ = [
     "CAStore",
     "CatalogError",
     "GatewayError",
+    "HashPolicyError",
     "HowtoError",
     "IntegrityError",
     "NotFoundError",

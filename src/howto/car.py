@@ -1,12 +1,17 @@
-"""CARv1 archives: write a DAG's blocks, read them back with every block hash-checked.
+"""CAR archives: write a DAG's blocks as CARv1, read CARv1 or CARv2 with every block
+hash-checked.
 
-Format: a varint-prefixed DAG-CBOR header ``{"roots": [...], "version": 1}``, then one
-section per block, ``varint(len(cid) + len(data)) || cid || data``.  Spec: ipfs/specs,
-transports/CARv1.
+CARv1: a varint-prefixed DAG-CBOR header ``{"roots": [...], "version": 1}``, then one
+section per block, ``varint(len(cid) + len(data)) || cid || data``.  CARv2 wraps a CARv1:
+a fixed 11-byte pragma (a CARv1-style header that says ``{"version": 2}``), a 40-byte
+header (16 bytes of characteristics, then little-endian 64-bit data offset, data size and
+index offset), and the inner CARv1 at the data offset; the index is not needed to read
+every block, so it is skipped.  Specs: ipld.io, specs/transport/car (carv1, carv2).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
@@ -14,13 +19,16 @@ import dag_cbor
 from dag_cbor.decoding.err import CBORDecodingError
 from multiformats import CID
 
-from .cids import to_cid, verify_raw
+from .cids import check_cid, to_cid, verify_raw
 from .dagpb import read_varint, varint
 from .errors import IntegrityError
 
 # Limits from go-car: a larger header or section is a corrupt length, not a real block.
 MAX_HEADER_SIZE = 32 << 20
 MAX_SECTION_SIZE = 32 << 20
+#: What follows the length byte of a CARv2 pragma: DAG-CBOR ``{"version": 2}``.
+CARV2_PRAGMA = bytes.fromhex("a16776657273696f6e02")
+CARV2_HEADER = struct.Struct("<16sQQQ")  # characteristics, data offset, size, index offset
 
 
 class CARError(IntegrityError):
@@ -82,26 +90,72 @@ def _describe(index: int, section: bytes) -> str:
         return f"block #{index}"
 
 
+class _Window:
+    """The next ``size`` bytes of a stream, read as a stream of their own."""
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self.stream = stream
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.stream.read(n)
+        self.left -= len(data)
+        return data
+
+
+def _skip(stream: BinaryIO, n: int) -> None:
+    """Read past ``n`` bytes (a little at a time: ``n`` comes from the file)."""
+    while n > 0:
+        got = len(stream.read(min(n, 1 << 20)))
+        if not got:
+            raise CARError("CARv2 truncated before its data")
+        n -= got
+
+
+def _carv2_payload(stream: BinaryIO) -> _Window:
+    """After a CARv2 pragma: the inner CARv1, as a stream of exactly its bytes."""
+    header = stream.read(CARV2_HEADER.size)
+    if len(header) != CARV2_HEADER.size:
+        raise CARError("CARv2 truncated inside its header")
+    _, offset, size, _ = CARV2_HEADER.unpack(header)
+    start = 1 + len(CARV2_PRAGMA) + CARV2_HEADER.size
+    if offset < start:
+        raise CARError(f"CARv2 data offset {offset} points into its own header")
+    _skip(stream, offset - start)
+    return _Window(stream, size)
+
+
 def read_car_raw(
     stream: BinaryIO, roots: bool = True
 ) -> tuple[list[CID], Iterator[tuple[bytes, bytes]]]:
-    """Parse a CARv1: its roots and verified ``(binary CID, block)`` pairs.
+    """Parse a CAR (v1, or v2 holding a v1): roots and verified ``(binary CID, block)``.
 
     Every block is checked against its CID; any fault raises ``CARError`` naming the block.
     The CIDs stay binary, which keeps large CARs fast; ``read_car`` gives ``CID`` objects.
     ``roots=False`` skips decoding the header (gateway clients ignore its roots anyway).
     """
+    return _read_v1(stream, roots, inner=False)
+
+
+def _read_v1(
+    stream: BinaryIO, roots: bool, inner: bool
+) -> tuple[list[CID], Iterator[tuple[bytes, bytes]]]:
     size = _read_varint_stream(stream, "the header")
     if size is None:
-        raise CARError("empty CAR file")
+        raise CARError("empty CAR file" if not inner else "CARv2 holds no CARv1 data")
     if size > MAX_HEADER_SIZE:
         raise CARError(f"CAR header claims {size} bytes: not a CAR file, or a corrupt one")
     raw = stream.read(size)
     if len(raw) != size:
         raise CARError("CAR truncated inside its header")
+    if raw == CARV2_PRAGMA and not inner:
+        return _read_v1(_carv2_payload(stream), roots, inner=True)
     try:
         header = dag_cbor.decode(raw) if roots else {"roots": [], "version": 1}
         root_cids = [to_cid(r) for r in header["roots"]]
+        for root in root_cids:
+            check_cid(root)
         if header.get("version") != 1:
             raise CARError(f"unsupported CAR version {header.get('version')!r}")
     except (AttributeError, KeyError, TypeError, ValueError, CBORDecodingError) as exc:
@@ -140,6 +194,6 @@ def read_car_raw(
 
 
 def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
-    """Parse a CARv1: its roots and an iterator of verified ``(cid, block)`` pairs."""
+    """Parse a CAR (v1 or v2): its roots and an iterator of verified ``(cid, block)``."""
     roots, blocks = read_car_raw(stream)
     return roots, ((to_cid(cid), data) for cid, data in blocks)

@@ -10,11 +10,12 @@ import base64
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 
-from multiformats import CID, multihash
+from multiformats import CID
 
 from .dagpb import read_varint, varint
-from .errors import IntegrityError
+from .errors import HashPolicyError, IntegrityError
 
 DAG_PB = 0x70
 RAW = 0x55
@@ -27,6 +28,145 @@ _PREFIX_V1[DAG_CBOR] = bytes([0x01, 0x71, SHA2_256, 0x20])
 _PREFIX_V0 = bytes([SHA2_256, 0x20])
 
 _IPFS_PREFIX = re.compile(r"^(?:ipfs://|/ipfs/)")
+
+# --- which hashes may name a block ---------------------------------------------------------
+# The limits follow kubo's CID check (boxo, package verifcid: DefaultMinDigestSize 20,
+# DefaultMaxDigestSize 128, DefaultMaxIdentityDigestSize 128, and its allowlist of hash
+# functions).  Of that list, howto computes those hashlib has; the others (keccak, blake3)
+# are refused as unsupported rather than let through unchecked.
+MIN_DIGEST = 20
+MAX_DIGEST = 128
+MAX_IDENTITY = 128
+_BLAKE2B = 0xB200  # blake2b-8 is 0xb201: the code is the base plus the digest size in bytes
+_BLAKE2S = 0xB240
+
+
+def _hashlib(name: str) -> Callable[[bytes, int], bytes]:
+    return lambda data, _size: hashlib.new(name, data).digest()
+
+
+def _double_sha256(data: bytes, _size: int) -> bytes:
+    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+
+
+#: multihash code → (name, function of (data, declared size) giving the digest; only
+#: shake-256 has an output as long as asked)
+_HASHES: dict[int, tuple[str, Callable[[bytes, int], bytes]]] = {
+    0x12: ("sha2-256", _hashlib("sha256")),
+    0x13: ("sha2-512", _hashlib("sha512")),
+    0x14: ("sha3-512", _hashlib("sha3_512")),
+    0x15: ("sha3-384", _hashlib("sha3_384")),
+    0x16: ("sha3-256", _hashlib("sha3_256")),
+    0x17: ("sha3-224", _hashlib("sha3_224")),
+    0x19: ("shake-256", lambda data, size: hashlib.shake_256(data).digest(size)),
+    0x56: ("dbl-sha2-256", _double_sha256),
+}
+for _size in range(20, 65):  # blake2b-160 … blake2b-512: the output size is in the code
+    _HASHES[_BLAKE2B + _size] = (
+        f"blake2b-{8 * _size}",
+        lambda data, _, n=_size: hashlib.blake2b(data, digest_size=n).digest(),
+    )
+for _size in range(20, 33):  # blake2s-160 … blake2s-256
+    _HASHES[_BLAKE2S + _size] = (
+        f"blake2s-{8 * _size}",
+        lambda data, _, n=_size: hashlib.blake2s(data, digest_size=n).digest(),
+    )
+#: secure, accepted by kubo, but not computed here
+_UNSUPPORTED = {0x1A: "keccak-224", 0x1B: "keccak-256", 0x1C: "keccak-384", 0x1D: "keccak-512"}
+_UNSUPPORTED[0x1E] = "blake3"
+#: well-known hashes refused as insecure, named in the refusal
+_INSECURE = {0xD5: "md5", 0xD4: "md4", 0x11: "sha1", 0x22: "murmur3-x64-64", 0x23: "murmur3-32"}
+
+
+def _split_multihash(mh: bytes) -> tuple[int, int, int]:
+    """(function code, declared digest size, position of the digest) of a multihash."""
+    code, pos = read_varint(mh, 0)
+    size, pos = read_varint(mh, pos)
+    if len(mh) - pos != size:
+        raise HashPolicyError(f"a multihash declares {size} digest bytes but holds {len(mh) - pos}")
+    return code, size, pos
+
+
+def check_multihash(mh: bytes, what: object = "a CID") -> None:
+    """Raise ``HashPolicyError`` unless the multihash ``mh`` can safely name a block.
+
+    Allowed: the secure functions howto computes, with digests of 20 to 128 bytes, and
+    identity multihashes of at most 128 bytes (their "digest" is the block itself).
+    """
+    if mh[:2] == b"\x12\x20":  # sha2-256, 32 bytes: nearly every CID
+        return
+    code, size, _ = _split_multihash(mh)
+    if code == IDENTITY:
+        if size > MAX_IDENTITY:
+            raise HashPolicyError(
+                f"{what} is an identity CID of {size} bytes; at most {MAX_IDENTITY} are allowed"
+            )
+        return
+    if code in _HASHES:
+        if not MIN_DIGEST <= size <= MAX_DIGEST:
+            raise HashPolicyError(
+                f"{what} has a {size}-byte {_HASHES[code][0]} digest; "
+                f"{MIN_DIGEST} to {MAX_DIGEST} bytes are required"
+            )
+        return
+    if code in _UNSUPPORTED:
+        raise HashPolicyError(
+            f"{what} uses {_UNSUPPORTED[code]}, a hash function howto cannot compute"
+        )
+    raise HashPolicyError(f"{what} uses {_hash_name(code)}, which is not a secure hash")
+
+
+def _hash_name(code: int) -> str:
+    if code in _INSECURE:
+        return _INSECURE[code]
+    if _BLAKE2B < code <= _BLAKE2B + 64:
+        return f"blake2b-{8 * (code - _BLAKE2B)}"
+    if _BLAKE2S < code <= _BLAKE2S + 32:
+        return f"blake2s-{8 * (code - _BLAKE2S)}"
+    return f"the hash function 0x{code:x}"
+
+
+def check_cid(cid: CID | bytes) -> None:
+    """Raise ``HashPolicyError`` (a ``ValueError`` and an ``IntegrityError``) unless the
+    hash of ``cid`` (a ``CID`` or its binary form) can safely name a block.
+
+    The one place the hash policy lives: CIDs typed in, asked of the gateway, found in
+    CAR files, links and IPLD all pass through it (through ``parse_cid`` and the block
+    checks ``verify_block``/``verify_raw``).
+    """
+    if isinstance(cid, CID):
+        mh = bytes(cid.digest)
+    elif cid[:2] == b"\x12\x20":  # CIDv0
+        mh = bytes(cid)
+    else:
+        try:
+            version, pos = read_varint(cid, 0)
+            _, pos = read_varint(cid, pos)
+        except ValueError as exc:
+            raise HashPolicyError(f"not a binary CID: {exc}") from None
+        if version != 1:
+            raise HashPolicyError(f"not a binary CID: version {version}")
+        mh = bytes(cid[pos:])
+    try:
+        check_multihash(mh, _Named(cid))
+    except ValueError as exc:
+        if isinstance(exc, HashPolicyError):
+            raise
+        raise HashPolicyError(f"a CID has a malformed multihash: {exc}") from None
+
+
+class _Named:
+    """Formats a CID for a message only when one is raised (formatting is slow)."""
+
+    def __init__(self, cid: CID | bytes) -> None:
+        self.cid = cid
+
+    def __str__(self) -> str:
+        try:
+            text = str(self.cid if isinstance(self.cid, CID) else to_cid(self.cid))
+        except Exception:  # a CID too damaged to print
+            return "a CID"
+        return text if len(text) <= 100 else f"the CID {text[:60]}…"
 
 
 def cid_bytes(data: bytes, codec: int, version: int) -> bytes:
@@ -43,38 +183,60 @@ def to_cid(raw: bytes | CID | str) -> CID:
     return cid if cid.version == 0 else cid.set(base="base32")
 
 
+#: The longest CID text accepted: a 128-byte digest with its prefix in base16 is ~270
+#: characters.  Checked before decoding, whose cost grows with the square of the length.
+MAX_CID_TEXT = 512
+#: The longest path after the CID (Linux's PATH_MAX).
+MAX_PATH_TEXT = 4096
+
+
+def _shown(text: str) -> str:
+    """``text`` for an error message, shortened when long."""
+    return repr(text) if len(text) <= 100 else f"{text[:60]!r}… ({len(text)} characters)"
+
+
 def parse_cid(text: str) -> tuple[CID, str]:
     """Split user input (``Qm…``, ``bafy…``, ``ipfs://…``, ``/ipfs/…``) into CID and path.
 
-    Raises ``ValueError`` naming the input when it does not start with a valid CID.
+    Raises ``ValueError`` naming the input when it does not start with a valid CID, when
+    the CID or the path is too long, and ``HashPolicyError`` (a ``ValueError`` too) when
+    the CID's hash is refused (see ``check_cid``).  The time taken is linear in the input.
     """
     if not isinstance(text, str):
         raise TypeError(f"a CID must be given as a string, not {type(text).__name__}")
+    if len(text) > MAX_CID_TEXT + MAX_PATH_TEXT + 64:  # prefix, slashes and spaces
+        raise ValueError(f"not a CID: {_shown(text)} is too long")
     stripped = _IPFS_PREFIX.sub("", text.strip())
     head, _, path = stripped.partition("/")
     if not head:
-        raise ValueError(f"not a CID: {text!r}")
+        raise ValueError(f"not a CID: {_shown(text)}")
+    if len(head) > MAX_CID_TEXT:
+        raise ValueError(f"not a CID: {_shown(head)} is longer than {MAX_CID_TEXT} characters")
+    if len(path) > MAX_PATH_TEXT:
+        raise ValueError(f"the path in {_shown(text)} is longer than {MAX_PATH_TEXT} characters")
     try:
         cid = CID.decode(head)
     except Exception as exc:  # multiformats raises several unrelated types
-        raise ValueError(f"not a CID: {text!r} ({exc})") from None
+        raise ValueError(f"not a CID: {_shown(text)} ({exc})") from None
+    check_cid(cid)
     return cid, path.strip("/")
 
 
 def verify_block(cid: CID, data: bytes) -> bytes:
-    """Return ``data`` when it hashes to ``cid``, else raise ``IntegrityError``."""
+    """Return ``data`` when it hashes to ``cid``, else raise ``IntegrityError``
+    (``HashPolicyError`` when the CID's hash is refused: see ``check_cid``)."""
     multihash_bytes = bytes(cid.digest)  # cheap, unlike ``cid.raw_digest`` (~0.2 ms)
     if multihash_bytes[:2] == _PREFIX_V0:  # sha2-256, 32 bytes: nearly every CID
         ok = hashlib.sha256(data).digest() == multihash_bytes[2:]
     else:
-        try:
-            fn = cid.hashfun
-            if fn.code == 0x00:  # identity: the data is the digest
-                ok = data == bytes(cid.raw_digest)
-            else:
-                ok = multihash.digest(data, fn.name) == cid.digest
-        except KeyError as exc:
-            raise IntegrityError(f"cannot verify {cid}: unsupported hash ({exc})") from None
+        check_cid(cid)
+        code, size, start = _split_multihash(multihash_bytes)
+        expected = multihash_bytes[start:]
+        if code == IDENTITY:  # the data is the digest
+            ok = bytes(data) == expected
+        else:
+            # a digest may be truncated (multihash allows it), never longer than the hash
+            ok = _HASHES[code][1](data, size)[:size] == expected
     if not ok:
         raise IntegrityError(f"block {cid} does not match its hash")
     return data
@@ -91,6 +253,7 @@ def verify_raw(raw_cid: bytes, data: bytes | memoryview) -> None:
     elif raw_cid[0] == 1 and raw_cid[2:4] == _PREFIX_V0 and raw_cid[1] < 0x80:
         digest = raw_cid[4:]
     else:
+        check_cid(raw_cid)  # before decoding: the refusal names the hash function
         verify_block(to_cid(raw_cid), bytes(data))
         return
     if hashlib.sha256(data).digest() != digest:
@@ -121,6 +284,7 @@ def inline_data(raw: bytes) -> bytes | None:
     multihash = multihash_of(raw)
     if multihash[0] != IDENTITY:
         return None
+    check_multihash(multihash, raw)  # the hash policy: small identity CIDs only
     size, pos = read_varint(multihash, 1)
     return multihash[pos : pos + size]
 

@@ -16,6 +16,7 @@ from multiformats import CID
 
 from .add import add_paths
 from .blocks import CarBlocks, Chain
+from .car import CARError
 from .cids import parse_cid, to_cid
 from .errors import HowtoError
 from .reader import DagReader
@@ -36,6 +37,16 @@ def _cid_arg(text: str) -> tuple[CID, str]:
         return parse_cid(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port_arg(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not between 0 and 65535")
+    return port
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
@@ -111,7 +122,10 @@ def _cmd_dag_export(args: argparse.Namespace) -> int:
 def _cmd_dag_import(args: argparse.Namespace) -> int:
     for path in args.files:
         with open(path, "rb") as f:
-            roots, count = import_car(f, Repo())
+            try:
+                roots, count = import_car(f, Repo())
+            except CARError as exc:
+                raise CARError(f"{path}: {exc}") from None
         for root in roots:
             print(f"imported root {root} ({count} blocks from {path})")
     return 0
@@ -138,7 +152,17 @@ def _cmd_repo_gc(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     from .gateway import GatewayServer
+
+    # one line on stderr per failed request (see howto.gateway.log), 404s included
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("howto serve: %(message)s"))
+    gateway_log = logging.getLogger("howto.gateway")
+    gateway_log.addHandler(handler)
+    gateway_log.setLevel(logging.INFO)
+    gateway_log.propagate = False
 
     source = local_chain()
     if args.car:
@@ -235,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_repo_gc)
 
     p = sub.add_parser("serve", help="run a gateway on 127.0.0.1 for the local repository")
-    p.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    p.add_argument("--port", type=_port_arg, default=8080, help="port (0 picks a free one)")
     p.add_argument("--car", action="append", default=[], metavar="FILE", help="also serve")
     p.set_defaults(func=_cmd_serve)
 

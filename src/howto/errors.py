@@ -27,3 +27,8 @@ class GatewayTimeout(GatewayError):
     Deliberately not a ``TimeoutError``: fsspec's synchronous wrappers replace any
     ``TimeoutError`` with a bare ``FSTimeoutError``, which would lose the gateway and CID.
     """
+
+
+class HashPolicyError(IntegrityError, ValueError):
+    """A CID whose hash cannot prove its block: an insecure or unknown function, a digest
+    too short or too long, or an identity CID too large (see ``howto.cids.check_cid``)."""

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import html
+import logging
 import mimetypes
+import re
 import threading
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from aiohttp import web
 from multiformats import CID
@@ -26,7 +29,7 @@ from .blocks import BlockSource
 from .car import encode_header, encode_section
 from .cids import RAW, cid_text, parse_cid, to_cid
 from .dagpb import UnixFSType
-from .errors import NotFoundError
+from .errors import GatewayError, IntegrityError, NotFoundError
 from .repo import default_repo_path
 from .resolver import Block, BlockCache, Resolver, as_cid
 from .sources import local_chain
@@ -132,6 +135,117 @@ def _entity_range(spec: str, size: int) -> tuple[int, int]:
     return start, min(end, size)
 
 
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """The bytes ``[start, end)`` that a ``Range`` header selects from ``size`` bytes.
+
+    RFC 9110, section 14: ``None`` when the header is to be ignored (a unit other than
+    bytes, or several ranges, which a server may answer with the whole file), and
+    ``"unsatisfiable"`` (a 416 reply) when it selects nothing: a first byte at or past
+    the end, a suffix of zero bytes (``-0``), any range of an empty file, or a header
+    that is not a valid byte range.  The range returned is never empty.
+    """
+    unit, equals, specs = header.partition("=")
+    if not equals or unit.strip().lower() != "bytes":
+        return None
+    if "," in specs:
+        return None
+    match = _RANGE_SPEC.fullmatch(specs.strip())
+    if match is None or not any(match.groups()) or max(map(len, match.groups())) > 20:
+        return "unsatisfiable"
+    first, last = match.groups()
+    if not first:  # a suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - length), size
+    start = int(first)
+    if last and int(last) < start:
+        return "unsatisfiable"  # not a valid range
+    if start >= size:
+        return "unsatisfiable"
+    return start, size if not last else min(int(last) + 1, size)
+
+
+#: One line per failed request: 4xx at INFO, 5xx at WARNING (shown on stderr by default).
+log = logging.getLogger("howto.gateway")
+
+
+class _Reported(ConnectionError):
+    """A failure already logged, after the reply had begun: the connection is dropped."""
+
+
+class _OneLine(logging.Filter):
+    """What aiohttp's server itself logs, as one line without a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            if isinstance(exc, _Reported):
+                return False
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {_first_line(exc)}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_server_log = logging.getLogger("howto.gateway.server")
+_server_log.addFilter(_OneLine())
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _failure(exc: Exception) -> type[web.HTTPException]:
+    """The reply for an exception from a handler: 404 for absent content, 502 for blocks
+    that do not match their CID or gateways behind this one failing, 500 otherwise."""
+    if isinstance(exc, NotFoundError):
+        return web.HTTPNotFound
+    if isinstance(exc, IntegrityError | GatewayError):
+        return web.HTTPBadGateway
+    return web.HTTPInternalServerError
+
+
+def _log_failure(request: web.Request, status: int, reason: str) -> None:
+    level = logging.WARNING if status >= 500 else logging.INFO
+    log.log(level, "%s %s -> %d: %s", request.method, request.path, status, reason)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """Every failure becomes a reply with a one-line body and one line in the log; one
+    that happens after the reply began (a corrupt block deep in a file) drops the
+    connection, so the reader sees a truncated reply rather than wrong bytes."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            _log_failure(request, exc.status, (exc.text or exc.reason).strip())
+        raise
+    except Exception as exc:
+        transport = request.transport
+        if isinstance(exc, ConnectionError) and (transport is None or transport.is_closing()):
+            raise _Reported() from None  # the client went away: nothing to tell it
+        reply = _failure(exc)
+        if request.get(_STARTED):
+            log.warning("%s %s -> cut short: %s", request.method, request.path, _first_line(exc))
+            raise _Reported() from None
+        _log_failure(request, reply.status_code, _first_line(exc))
+        raise reply(text=f"{_first_line(exc)}\n") from None
+
+
+#: Set on a request once its reply has begun (typed keys exist from aiohttp 3.13 on).
+_STARTED = web.RequestKey("howto.started", bool) if hasattr(web, "RequestKey") else "started"
+
+
+async def _started(request: web.Request, response: web.StreamResponse) -> None:
+    request[_STARTED] = True
+
+
 class Gateway:
     """Request handlers over one block source."""
 
@@ -140,7 +254,8 @@ class Gateway:
         self.cache = BlockCache()  # decoded directory and file nodes, shared by requests
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_errors])
+        app.on_response_prepare.append(_started)
         app.router.add_route("GET", "/ipfs/{tail:.*}", self.handle)
         app.router.add_route("HEAD", "/ipfs/{tail:.*}", self.handle)
         app.router.add_get("/", self.index)
@@ -272,9 +387,10 @@ class Gateway:
             return web.Response(status=304, headers=headers)
         if target.kind == "directory":
             entries = await asyncio.to_thread(resolver.ls, target.cid)
-            base = request.path.rstrip("/")
-            rows = "".join(
-                f'<li><a href="{html.escape(base)}/{html.escape(e.name)}">'
+            base = urllib.parse.quote(request.path.rstrip("/"), safe="/")
+            rows = "".join(  # targets percent-encoded (a name may hold ?, # or %), then
+                # escaped for HTML like the names shown
+                f'<li><a href="{html.escape(base + "/" + urllib.parse.quote(e.name, safe=""))}">'
                 f"{html.escape(e.name)}</a> {e.size}</li>"
                 for e in entries
             )
@@ -290,19 +406,14 @@ class Gateway:
         headers["Accept-Ranges"] = "bytes"
         start, end, status = 0, size, 200
         if "Range" in request.headers:
-            try:
-                rng = request.http_range
-            except ValueError:
-                rng = None
-            if rng is None or (rng.start is not None and rng.start >= size and size):
+            selected = _byte_range(request.headers["Range"], size)
+            if selected == "unsatisfiable":
                 headers["Content-Range"] = f"bytes */{size}"
                 return web.Response(status=416, headers=headers)
-            start = rng.start or 0
-            if start < 0:
-                start = max(0, size + start)
-            end = size if rng.stop is None else min(rng.stop, size)
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{max(start, end - 1)}/{size}"
+            if selected is not None:
+                start, end = selected
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         headers["Content-Length"] = str(end - start)
         response = web.StreamResponse(status=status, headers=headers)
         await response.prepare(request)
@@ -329,22 +440,34 @@ def _car_blocks(
         else:
             yield from resolver.walk(target.cid, scope)
         return
-    yield from _file_range_blocks(resolver, target, *byte_range, 0)
+    yield from _file_range_blocks(resolver, target, *byte_range)
 
 
-def _file_range_blocks(
-    resolver: Resolver, block: Block, start: int, end: int, offset: int
-) -> Iterator[Block]:
-    """The blocks of a file needed to read bytes [start, end): its nodes and leaves."""
-    yield block
-    if block.node is None or block.unixfs is None or block.unixfs.type != UnixFSType.FILE:
-        return
+def _file_range_blocks(resolver: Resolver, block: Block, start: int, end: int) -> Iterator[Block]:
+    """The blocks of a file needed to read bytes [start, end): its nodes and leaves, depth
+    first (with a stack of its own: a hostile file may be thousands of levels deep)."""
+    stack = [iter([(block, 0)])]  # per node: its children still to visit, with offsets
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        block, offset = item
+        yield block
+        meta = block.unixfs
+        if block.node is not None and meta is not None and meta.type == UnixFSType.FILE:
+            stack.append(_range_children(resolver, block, offset, start, end))
+
+
+def _range_children(
+    resolver: Resolver, block: Block, offset: int, start: int, end: int
+) -> Iterator[tuple[Block, int]]:
     pos = offset + len(block.unixfs.data or b"")
     for link, size in zip(block.node.links, block.unixfs.blocksizes, strict=False):
         if pos >= end:
             break
         if pos + size > start:
-            yield from _file_range_blocks(resolver, resolver.block(link.hash), start, end, pos)
+            yield resolver.block(link.hash), pos
         pos += size
 
 
@@ -383,7 +506,9 @@ class GatewayServer:
         return self.url
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(Gateway(self.source).app(), access_log=None)
+        self._runner = web.AppRunner(
+            Gateway(self.source).app(), access_log=None, logger=_server_log
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()

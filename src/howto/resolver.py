@@ -22,6 +22,10 @@ from .dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
 from .errors import NotFoundError
 from .hamt import shard_lookup_index
 
+#: A HAMT level consumes one byte of the 8-byte name hash (fanout 256), so no valid
+#: directory is deeper than this.
+HAMT_MAX_DEPTH = 8
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -143,7 +147,7 @@ class Resolver:
 
         codec = block.cid.codec.code
         if codec == DAG_CBOR:
-            value = dag_cbor.decode(block.data)
+            value = _decode_cbor(block)
             if not isinstance(value, dict) or name not in value:
                 raise missing()
             value = value[name]
@@ -163,13 +167,22 @@ class Resolver:
         raise missing()
 
     def _hamt_child(self, block: Block, name: str, depth: int) -> CID | None:
-        prefix = f"{shard_lookup_index(name, depth):02X}"
-        for link in block.node.links:
-            if link.name == prefix + name:
-                return as_cid(link.hash)
-            if link.name == prefix:
-                return self._hamt_child(self.block(link.hash), name, depth + 1)
-        return None
+        """The CID of ``name`` in a HAMT, going down one shard per level (a loop: a
+        hostile DAG may nest shards deeper than the name hash reaches, or than Python's
+        call stack)."""
+        while True:
+            if depth >= HAMT_MAX_DEPTH:
+                raise ValueError(f"HAMT shard {block.cid} is nested deeper than its name hash")
+            prefix = f"{shard_lookup_index(name, depth):02X}"
+            for link in block.node.links:
+                if link.name == prefix + name:
+                    return as_cid(link.hash)
+                if link.name == prefix:
+                    block = _shard(self.block(link.hash))
+                    depth += 1
+                    break
+            else:
+                return None
 
     def size(self, block: Block) -> int:
         """File size of a UnixFS file or raw block (0 for directories)."""
@@ -190,27 +203,41 @@ class Resolver:
         yield from self._read(cid if isinstance(cid, Block) else self.block(cid), offset, end)
 
     def _read(self, block: Block, start: int, end: int | None) -> Iterator[bytes]:
-        if end is not None and end <= start:
-            return
-        if block.cid.codec.code == RAW:
-            yield block.data[start:end]
-            return
-        meta = block.unixfs
-        if meta is None or meta.type not in (UnixFSType.FILE, UnixFSType.RAW):
-            kind = block.kind if meta is not None else block.cid.codec.name
-            raise IsADirectoryError(f"{block.cid} is a {kind}, not a file")
-        own = meta.data or b""
-        if start < len(own):
-            yield own[start:end]
-        pos = len(own)
-        for link, size in zip(block.node.links, meta.blocksizes, strict=False):
+        # Depth first with a stack of its own, not recursion: a valid but hostile file can
+        # be thousands of levels deep.  Each entry yields the (child, start, end) still to
+        # read under one node, fetching a child only when its turn comes.
+        stack: list[Iterator[tuple[Block, int, int | None]]] = [iter([(block, start, end)])]
+        while stack:
+            item = next(stack[-1], None)
+            if item is None:
+                stack.pop()
+                continue
+            block, start, end = item
+            if end is not None and end <= start:
+                continue
+            if block.cid.codec.code == RAW:
+                yield block.data[start:end]
+                continue
+            meta = block.unixfs
+            if meta is None or meta.type not in (UnixFSType.FILE, UnixFSType.RAW):
+                kind = block.kind if meta is not None else block.cid.codec.name
+                raise IsADirectoryError(f"{block.cid} is a {kind}, not a file")
+            own = meta.data or b""
+            if start < len(own):
+                yield own[start:end]
+            stack.append(self._file_parts(block, len(own), start, end))
+
+    def _file_parts(
+        self, block: Block, pos: int, start: int, end: int | None
+    ) -> Iterator[tuple[Block, int, int | None]]:
+        """The children of a file node that hold bytes of [start, end), with the range
+        relative to each; ``pos`` is where the first child begins."""
+        for link, size in zip(block.node.links, block.unixfs.blocksizes, strict=False):
             if end is not None and pos >= end:
                 break
             if pos + size > start:
                 child = self.block(link.hash)
-                yield from self._read(
-                    child, max(0, start - pos), None if end is None else end - pos
-                )
+                yield child, max(0, start - pos), None if end is None else end - pos
             pos += size
 
     def cat(self, cid: CID | str) -> bytes:
@@ -231,19 +258,29 @@ class Resolver:
 
     def _dir_links(self, block: Block) -> Iterator[tuple[str, CID, int]]:
         shard = block.unixfs.type == UnixFSType.HAMT_SHARD
-        for link in block.node.links:
-            if shard and len(link.name) == 2:
-                yield from self._dir_links(self.block(link.hash))
+        if not shard:
+            for link in block.node.links:
+                yield link.name, as_cid(link.hash), link.tsize or 0
+            return
+        # HAMT shards in order, with a stack rather than recursion (see ``_read``)
+        stack = [iter(block.node.links)]
+        while stack:
+            link = next(stack[-1], None)
+            if link is None:
+                stack.pop()
+            elif len(link.name) == 2:
+                if len(stack) >= HAMT_MAX_DEPTH:
+                    raise ValueError(f"HAMT under {block.cid} is nested deeper than its hash")
+                stack.append(iter(_shard(self.block(link.hash)).node.links))
             else:
-                name = link.name[2:] if shard else link.name
-                yield name, as_cid(link.hash), link.tsize or 0
+                yield link.name[2:], as_cid(link.hash), link.tsize or 0
 
     def links(self, block: Block) -> list[CID]:
         """All CIDs a block links to (dag-pb links or DAG-CBOR links), in order."""
         if block.node is not None:
             return [as_cid(link.hash) for link in block.node.links]
         if block.cid.codec.code == DAG_CBOR:
-            return [to_cid(c) for c in _cbor_links(dag_cbor.decode(block.data))]
+            return [to_cid(c) for c in _cbor_links(_decode_cbor(block))]
         return []
 
     def walk(self, cid: CID | str, scope: str = "all") -> Iterator[Block]:
@@ -278,11 +315,34 @@ class Resolver:
 
 
 def _cbor_links(value: object) -> Iterator[CID]:
-    if isinstance(value, CID):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _cbor_links(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _cbor_links(item)
+    """The links in a decoded DAG-CBOR value, in order (a loop, however deep it nests)."""
+    stack = [iter([value])]
+    while stack:
+        item = next(stack[-1], _DONE)
+        if item is _DONE:
+            stack.pop()
+        elif isinstance(item, CID):
+            yield item
+        elif isinstance(item, dict):
+            stack.append(iter(item.values()))
+        elif isinstance(item, list):
+            stack.append(iter(item))
+
+
+_DONE = object()
+
+
+def _decode_cbor(block: Block) -> object:
+    """A DAG-CBOR block decoded; ``ValueError`` (not ``RecursionError``) when it nests too
+    deeply for the decoder, which recurses once per level."""
+    try:
+        return dag_cbor.decode(block.data)
+    except RecursionError:
+        raise ValueError(f"DAG-CBOR block {block.cid} nests too deeply to decode") from None
+
+
+def _shard(block: Block) -> Block:
+    """``block``, checked to be a HAMT shard (what a two-character link in one points to)."""
+    if block.unixfs is None or block.unixfs.type != UnixFSType.HAMT_SHARD:
+        raise ValueError(f"{block.cid} is linked as a HAMT shard but is not one")
+    return block

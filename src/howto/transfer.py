@@ -13,7 +13,7 @@ from multiformats import CID
 from tqdm import tqdm
 
 from .blocks import BlockSource
-from .car import read_car, write_car
+from .car import CARError, read_car, write_car
 from .errors import IntegrityError
 from .reader import DagReader
 from .repo import Repo
@@ -27,13 +27,29 @@ def export_car(root: CID, out: BinaryIO, source: BlockSource) -> int:
 
 
 def import_car(stream: BinaryIO, repo: Repo) -> tuple[list[CID], int]:
-    """Verify every block of a CAR and store them all, or none if any is bad."""
+    """Verify every block of a CAR (v1 or v2) and store them all, or none if any is bad.
+
+    Like ``ipfs dag import``, it refuses (``CARError``) a CAR that names no root (the
+    CARv1 spec requires one), one that holds no block, and one whose root is neither in
+    it nor already in the repository: importing it would not make the root readable.
+    """
     roots, blocks = read_car(stream)
+    if not roots:
+        raise CARError("the CAR names no root (a CAR must name at least one)")
     count = 0
+    held: set[bytes] = set()
     with repo.transaction() as txn:
         for cid, data in blocks:
             txn.put(cid, data)
+            held.add(bytes(cid.digest))
             count += 1
+        if not count:
+            raise CARError("the CAR holds no blocks")
+        for root in roots:
+            if bytes(root.digest) not in held and not repo.has(root):
+                raise CARError(
+                    f"root {root} is neither in the CAR nor in the repository: nothing imported"
+                )
     return roots, count
 
 
