@@ -401,6 +401,13 @@ def ensure_chromium() -> None:
     """Install Debian's chromium and chromium-driver when either binary is missing."""
     if CHROMIUM.exists() and CHROMEDRIVER.exists():
         return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        raise RuntimeError(
+            "the browser tests need Debian's chromium and chromium-driver "
+            f"({CHROMIUM} and {CHROMEDRIVER}); the test setup installs them with apt-get, "
+            "which needs root and a Debian-like system. Install the two packages "
+            "yourself (sudo apt-get install chromium chromium-driver) or run as root."
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (
         ["apt-get", "update"],
