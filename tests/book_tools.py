@@ -72,6 +72,18 @@ def build_command(path: Path) -> list[str]:
     return [*offline_prefix(), jupyter_book(), "build", str(path), *BUILD_FLAGS]
 
 
+#: MathJax, copied from its npm package by ``make install`` (the build serves it itself).
+MATHJAX = ROOT / ".mathjax" / "static" / "mathjax" / "tex-chtml.js"
+
+
+def ensure_mathjax() -> None:
+    """Run the Makefile rule that installs MathJax when it has not run yet."""
+    if not MATHJAX.is_file():
+        subprocess.run(
+            ["make", MATHJAX.relative_to(ROOT).as_posix()], cwd=ROOT, check=True, timeout=600
+        )
+
+
 def book_inputs() -> list[Path]:
     """Every file whose change can change the built book."""
     files = [ROOT / "_config.yml", ROOT / "_toc.yml", *BOOK.rglob("*")]
@@ -100,6 +112,7 @@ def ensure_book_built() -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if book_is_fresh():
             return
+        ensure_mathjax()
         shutil.rmtree(BUILD, ignore_errors=True)
         started = time.time()
         result = subprocess.run(

@@ -30,6 +30,7 @@ from book_tools import (
     STAMP,
     build_command,
     ensure_book_built,
+    ensure_mathjax,
     html_pages,
     is_notebook,
     link_problems,
@@ -116,6 +117,9 @@ def test_config_is_strict_and_offline_ready():
     assert {"sphinx.ext.autodoc", "myst_nb", "sphinx_book_theme"} <= set(config["extensions"])
     assert "sphinx_thebe" not in config["extensions"]
     assert {".venv", "_build", ".pytest_cache"} <= set(config["exclude_patterns"])
+    # MathJax comes from the built book itself, not from a CDN
+    assert "://" not in config["mathjax_path"]
+    assert ".mathjax/static" in config["html_static_path"]
     launch = config["html_theme_options"]["launch_buttons"]
     assert launch["binderhub_url"] == "https://mybinder.org"
     assert config["html_theme_options"]["repository_url"].startswith("https://github.com/")
@@ -129,6 +133,10 @@ def _tiny_book(tmp_path: Path, chapter: str) -> Path:
     root = tmp_path / "book"
     (root / "book").mkdir(parents=True)
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
+    # the static files the configuration names: the book's CSS and the local MathJax
+    ensure_mathjax()
+    (root / "book" / "_static").symlink_to(BOOK / "_static")
+    (root / ".mathjax").symlink_to(ROOT / ".mathjax")
     (root / "_toc.yml").write_text(
         "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/chapter\n"
     )
