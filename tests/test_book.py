@@ -294,6 +294,56 @@ def test_link_check_finds_broken_links(tmp_path):
     assert any("'gone'" in p for p in problems)
 
 
+# --- what the pages show: no tracebacks, no machine paths, no throwaway ports -------------
+
+#: Folders of the machine the book was built on (a reader's machine has other ones).  The
+#: fictional colleague's ``/Users/maria/...`` in chapter 1 is an example, not a leak.
+MACHINE_PATH = re.compile(r"(?<![\w.~$])/(home|root|tmp|work|usr|opt|var|srv|mnt)/|site-packages|"
+                          r"dist-packages|\.venv\b")
+LOOPBACK_PORT = re.compile(r"\b(127\.0\.0\.1|localhost|\[::1\]|0\.0\.0\.0):(\d+)")
+#: Fixed, documented ports (kubo's gateway) may be named; any other one changes per run.
+KNOWN_PORTS = {"8080"}
+TRACEBACK = re.compile(
+    r"Traceback \(most recent call last\)|class=\"[^\"]*\boutput (traceback|error)\b"
+)
+
+
+def leaks(html: str) -> list[str]:
+    """Tracebacks, machine paths and ephemeral loopback ports in a page's HTML."""
+    found = [f"traceback: {m.group(0)}" for m in TRACEBACK.finditer(html)]
+    found += [f"machine path: {m.group(0)}" for m in MACHINE_PATH.finditer(html)]
+    found += [
+        f"ephemeral port: {m.group(0)}"
+        for m in LOOPBACK_PORT.finditer(html)
+        if m.group(2) not in KNOWN_PORTS
+    ]
+    return found
+
+
+def test_pages_show_no_tracebacks_paths_or_ports(book):
+    problems = {
+        page.relative_to(book).as_posix(): found
+        for page in html_pages(book)
+        if (found := leaks(page.read_text()))
+    }
+    assert problems == {}
+
+
+def test_leak_check_finds_what_it_looks_for():
+    clean = "<p>IPFS_GATEWAY=http://127.0.0.1:8080, see /Users/maria/Data and ~/.ipfs/gateway</p>"
+    assert leaks(clean) == []
+    for bad, kind in [
+        ('<div class="output traceback highlight-ipythontb">', "traceback"),
+        ("Traceback (most recent call last):", "traceback"),
+        ("File /work/x/src/howto/fs.py:110", "machine path"),
+        ("/srv/env/lib/python3.11/site-packages/aiohttp", "machine path"),
+        ("gateway http://127.0.0.1:40145, /ipfs/bafy", "ephemeral port"),
+        ("http://localhost:34439/ipfs", "ephemeral port"),
+    ]:
+        assert [f.split(":")[0] for f in leaks(clean + bad)] != [], bad
+        assert leaks(clean + bad)[0].startswith(kind), (bad, leaks(clean + bad))
+
+
 # --- nbval: outputs reproduce from run to run --------------------------------------------
 
 
