@@ -18,9 +18,11 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nbformat
 import pytest
+import yaml
 from book_tools import (
     BOOK,
     BUILD_FLAGS,
@@ -58,6 +60,7 @@ CHAPTER_ORDER = [
     "book/08_publishing",
     "book/09_zarr_ipld",
     "book/api",
+    "book/execution",
 ]
 DATA_CHAPTER = BOOK / "06_intake.md"
 NOTEBOOK_CHAPTERS = [
@@ -253,6 +256,35 @@ def test_chapter_was_executed(book, chapter):
         tags = cell.metadata.get("tags", [])
         errors = [o for o in cell.outputs if o.output_type == "error"]
         assert not errors or "raises-exception" in tags, f"unexpected error in {chapter}"
+
+
+def test_buttons_come_from_the_one_repository_url(book):
+    """Repository button, Binder launch button and downloads on every chapter page."""
+    config_text = (ROOT / "_config.yml").read_text()
+    config = yaml.safe_load(config_text)
+    url = config["repository"]["url"]
+    assert config_text.count("github.com") == 1, "a second repository URL in _config.yml"
+    owner_repo = urlsplit(url).path.strip("/")
+    binder = config["launch_buttons"]["binderhub_url"]
+    branch = config["repository"]["branch"]
+    for chapter in NOTEBOOK_CHAPTERS:
+        page = book / f"{chapter}.html"
+        hrefs = set(re.findall(r'href="([^"]+)"', page.read_text()))
+        assert url in hrefs, f"{chapter}: no repository button"
+        launch = f"{binder}/v2/gh/{owner_repo}/{branch}?urlpath=lab/tree/{chapter}.md"
+        assert launch in hrefs, f"{chapter}: no Binder button opening {chapter}.md"
+        for suffix in (".md", ".ipynb"):
+            download = f"../_sources/{chapter}{suffix}"
+            assert download in hrefs, f"{chapter}: no download of the {suffix} file"
+            assert (page.parent / download).resolve().is_file()
+
+
+def test_execution_statistics_list_every_chapter(book):
+    text = re.sub(r"<[^>]+>", " ", (book / "book" / "execution.html").read_text())
+    for chapter in NOTEBOOK_CHAPTERS:
+        row = re.search(rf"{re.escape(chapter)}\s+\S+ \S+\s+force\s+([\d.]+)\s+✅", text)
+        assert row, f"no run time for {chapter}"
+        assert 0 < float(row.group(1)) < 180
 
 
 def test_api_page_documents_the_package(book):
