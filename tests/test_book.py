@@ -59,6 +59,7 @@ CHAPTER_ORDER = [
     "book/07_pinned_catalogs",
     "book/08_publishing",
     "book/09_zarr_ipld",
+    "book/glossary",
     "book/api",
     "book/execution",
 ]
@@ -279,6 +280,22 @@ def test_buttons_come_from_the_one_repository_url(book):
             assert (page.parent / download).resolve().is_file()
 
 
+def test_citation_file_matches_the_book_and_the_package():
+    import tomllib
+
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert citation["cff-version"] == "1.2.0"
+    assert citation["title"] == config["title"]
+    assert citation["repository-code"] == config["repository"]["url"]
+    assert citation["version"] == project["version"]
+    assert citation["license"] == project["license"]
+    assert citation["authors"] and citation["message"]
+    intro = (BOOK / "intro.md").read_text()
+    assert "CITATION.cff" in intro and f"version {project['version']}" in intro
+
+
 def test_execution_statistics_list_every_chapter(book):
     text = re.sub(r"<[^>]+>", " ", (book / "book" / "execution.html").read_text())
     for chapter in NOTEBOOK_CHAPTERS:
@@ -331,7 +348,7 @@ def test_link_check_finds_broken_links(tmp_path):
 #: Folders of the machine the book was built on (a reader's machine has other ones).  The
 #: fictional colleague's ``/Users/maria/...`` in chapter 1 is an example, not a leak.
 MACHINE_PATH = re.compile(r"(?<![\w.~$])/(home|root|tmp|work|usr|opt|var|srv|mnt)/|site-packages|"
-                          r"dist-packages|\.venv\b")
+                          r"dist-packages|\.venv/")
 LOOPBACK_PORT = re.compile(r"\b(127\.0\.0\.1|localhost|\[::1\]|0\.0\.0\.0):(\d+)")
 #: Fixed, documented ports (kubo's gateway) may be named; any other one changes per run.
 KNOWN_PORTS = {"8080"}
@@ -362,13 +379,17 @@ def test_pages_show_no_tracebacks_paths_or_ports(book):
 
 
 def test_leak_check_finds_what_it_looks_for():
-    clean = "<p>IPFS_GATEWAY=http://127.0.0.1:8080, see /Users/maria/Data and ~/.ipfs/gateway</p>"
+    clean = (
+        "<p>IPFS_GATEWAY=http://127.0.0.1:8080, see /Users/maria/Data and ~/.ipfs/gateway;"
+        " make creates .venv</p>"
+    )
     assert leaks(clean) == []
     for bad, kind in [
         ('<div class="output traceback highlight-ipythontb">', "traceback"),
         ("Traceback (most recent call last):", "traceback"),
         ("File /work/x/src/howto/fs.py:110", "machine path"),
         ("/srv/env/lib/python3.11/site-packages/aiohttp", "machine path"),
+        ("in .venv/lib/python3.11/", "machine path"),
         ("gateway http://127.0.0.1:40145, /ipfs/bafy", "ephemeral port"),
         ("http://localhost:34439/ipfs", "ephemeral port"),
     ]:
