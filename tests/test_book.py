@@ -343,6 +343,37 @@ def test_link_check_finds_broken_links(tmp_path):
     assert any("'gone'" in p for p in problems)
 
 
+# --- the chapters use public APIs only ---------------------------------------------------
+
+PRIVATE_NAME = re.compile(r"\.(_[A-Za-z]\w*)|\bimport\s+(_\w+)|\bimport\s+[^\n]*,\s*(_\w+)")
+
+
+def private_names(code: str) -> list[str]:
+    """Underscore names a piece of code reaches for (dunder names such as __name__ aside)."""
+    return [
+        name
+        for match in PRIVATE_NAME.finditer(code)
+        for name in match.groups()
+        if name and not (name.startswith("__") and name.endswith("__"))
+    ]
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOK_CHAPTERS)
+def test_chapter_code_uses_public_names_only(chapter):
+    import jupytext
+
+    notebook = jupytext.read(ROOT / f"{chapter}.md")
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    assert private_names(code) == []
+
+
+def test_private_name_check_finds_underscore_names():
+    assert private_names("info = cat._entries[name].describe()") == ["_entries"]
+    assert private_names("from howto.fs import _read_car") == ["_read_car"]
+    assert private_names("from howto.fs import filesystem, _Blocks") == ["_Blocks"]
+    assert private_names("print(type(err).__name__, cat[name].describe(), x_y)") == []
+
+
 # --- what the pages show: no tracebacks, no machine paths, no throwaway ports -------------
 
 #: Folders of the machine the book was built on (a reader's machine has other ones).  The
