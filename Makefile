@@ -6,6 +6,12 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install book test lint bench clean
 
+# MathJax for the book's formulas, served from the built book itself (no CDN): the npm
+# package, of which the build needs the TeX-to-HTML bundle and the files it loads later
+# (fonts, extensions, menu).  The copy in .mathjax/static is what _config.yml points at.
+MATHJAX_VERSION := 3.2.2
+MATHJAX := .mathjax/static/mathjax/tex-chtml.js
+
 # The book builds with no network: where the machine allows it, in a network namespace of
 # its own whose only interface is loopback (the kernels and howto's gateway use 127.0.0.1),
 # so a chapter that reaches for the internet fails the build instead of passing by luck.
@@ -18,7 +24,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[book,test]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+$(MATHJAX):
+	rm -rf .mathjax && mkdir -p .mathjax/static/mathjax
+	npm install --prefix .mathjax --no-audit --no-fund --silent mathjax@$(MATHJAX_VERSION)
+	cd .mathjax/node_modules/mathjax && cp LICENSE es5/tex-chtml.js ../../static/mathjax/ && \
+		cp -r es5/input es5/output es5/ui es5/a11y es5/adaptors ../../static/mathjax/
+
+install: $(STAMP) $(MATHJAX)
 
 # A clean, strict build: every chapter executed, any error or warning fails it.  The stamp
 # (dated when the build started) tells the book tests that _build holds a successful build;
@@ -41,4 +53,4 @@ bench: install
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf _build .pytest_cache .ruff_cache tests/.oracle
+	rm -rf _build .pytest_cache .ruff_cache tests/.oracle .mathjax

@@ -72,6 +72,18 @@ def build_command(path: Path) -> list[str]:
     return [*offline_prefix(), jupyter_book(), "build", str(path), *BUILD_FLAGS]
 
 
+#: MathJax, copied from its npm package by ``make install`` (the build serves it itself).
+MATHJAX = ROOT / ".mathjax" / "static" / "mathjax" / "tex-chtml.js"
+
+
+def ensure_mathjax() -> None:
+    """Run the Makefile rule that installs MathJax when it has not run yet."""
+    if not MATHJAX.is_file():
+        subprocess.run(
+            ["make", MATHJAX.relative_to(ROOT).as_posix()], cwd=ROOT, check=True, timeout=600
+        )
+
+
 def book_inputs() -> list[Path]:
     """Every file whose change can change the built book."""
     files = [ROOT / "_config.yml", ROOT / "_toc.yml", *BOOK.rglob("*")]
@@ -100,6 +112,7 @@ def ensure_book_built() -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if book_is_fresh():
             return
+        ensure_mathjax()
         shutil.rmtree(BUILD, ignore_errors=True)
         started = time.time()
         result = subprocess.run(
@@ -401,6 +414,13 @@ def ensure_chromium() -> None:
     """Install Debian's chromium and chromium-driver when either binary is missing."""
     if CHROMIUM.exists() and CHROMEDRIVER.exists():
         return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        raise RuntimeError(
+            "the browser tests need Debian's chromium and chromium-driver "
+            f"({CHROMIUM} and {CHROMEDRIVER}); the test setup installs them with apt-get, "
+            "which needs root and a Debian-like system. Install the two packages "
+            "yourself (sudo apt-get install chromium chromium-driver) or run as root."
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (
         ["apt-get", "update"],

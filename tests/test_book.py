@@ -18,9 +18,11 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nbformat
 import pytest
+import yaml
 from book_tools import (
     BOOK,
     BUILD_FLAGS,
@@ -30,6 +32,7 @@ from book_tools import (
     STAMP,
     build_command,
     ensure_book_built,
+    ensure_mathjax,
     html_pages,
     is_notebook,
     link_problems,
@@ -56,7 +59,9 @@ CHAPTER_ORDER = [
     "book/07_pinned_catalogs",
     "book/08_publishing",
     "book/09_zarr_ipld",
+    "book/glossary",
     "book/api",
+    "book/execution",
 ]
 DATA_CHAPTER = BOOK / "06_intake.md"
 NOTEBOOK_CHAPTERS = [
@@ -116,6 +121,9 @@ def test_config_is_strict_and_offline_ready():
     assert {"sphinx.ext.autodoc", "myst_nb", "sphinx_book_theme"} <= set(config["extensions"])
     assert "sphinx_thebe" not in config["extensions"]
     assert {".venv", "_build", ".pytest_cache"} <= set(config["exclude_patterns"])
+    # MathJax comes from the built book itself, not from a CDN
+    assert "://" not in config["mathjax_path"]
+    assert ".mathjax/static" in config["html_static_path"]
     launch = config["html_theme_options"]["launch_buttons"]
     assert launch["binderhub_url"] == "https://mybinder.org"
     assert config["html_theme_options"]["repository_url"].startswith("https://github.com/")
@@ -129,6 +137,10 @@ def _tiny_book(tmp_path: Path, chapter: str) -> Path:
     root = tmp_path / "book"
     (root / "book").mkdir(parents=True)
     shutil.copy(ROOT / "_config.yml", root / "_config.yml")
+    # the static files the configuration names: the book's CSS and the local MathJax
+    ensure_mathjax()
+    (root / "book" / "_static").symlink_to(BOOK / "_static")
+    (root / ".mathjax").symlink_to(ROOT / ".mathjax")
     (root / "_toc.yml").write_text(
         "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/chapter\n"
     )
@@ -247,6 +259,51 @@ def test_chapter_was_executed(book, chapter):
         assert not errors or "raises-exception" in tags, f"unexpected error in {chapter}"
 
 
+def test_buttons_come_from_the_one_repository_url(book):
+    """Repository button, Binder launch button and downloads on every chapter page."""
+    config_text = (ROOT / "_config.yml").read_text()
+    config = yaml.safe_load(config_text)
+    url = config["repository"]["url"]
+    assert config_text.count("github.com") == 1, "a second repository URL in _config.yml"
+    owner_repo = urlsplit(url).path.strip("/")
+    binder = config["launch_buttons"]["binderhub_url"]
+    branch = config["repository"]["branch"]
+    for chapter in NOTEBOOK_CHAPTERS:
+        page = book / f"{chapter}.html"
+        hrefs = set(re.findall(r'href="([^"]+)"', page.read_text()))
+        assert url in hrefs, f"{chapter}: no repository button"
+        launch = f"{binder}/v2/gh/{owner_repo}/{branch}?urlpath=lab/tree/{chapter}.md"
+        assert launch in hrefs, f"{chapter}: no Binder button opening {chapter}.md"
+        for suffix in (".md", ".ipynb"):
+            download = f"../_sources/{chapter}{suffix}"
+            assert download in hrefs, f"{chapter}: no download of the {suffix} file"
+            assert (page.parent / download).resolve().is_file()
+
+
+def test_citation_file_matches_the_book_and_the_package():
+    import tomllib
+
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert citation["cff-version"] == "1.2.0"
+    assert citation["title"] == config["title"]
+    assert citation["repository-code"] == config["repository"]["url"]
+    assert citation["version"] == project["version"]
+    assert citation["license"] == project["license"]
+    assert citation["authors"] and citation["message"]
+    intro = (BOOK / "intro.md").read_text()
+    assert "CITATION.cff" in intro and f"version {project['version']}" in intro
+
+
+def test_execution_statistics_list_every_chapter(book):
+    text = re.sub(r"<[^>]+>", " ", (book / "book" / "execution.html").read_text())
+    for chapter in NOTEBOOK_CHAPTERS:
+        row = re.search(rf"{re.escape(chapter)}\s+\S+ \S+\s+force\s+([\d.]+)\s+✅", text)
+        assert row, f"no run time for {chapter}"
+        assert 0 < float(row.group(1)) < 180
+
+
 def test_api_page_documents_the_package(book):
     page = (book / "book" / "api.html").read_text()
     for name in [
@@ -284,6 +341,91 @@ def test_link_check_finds_broken_links(tmp_path):
     assert any("missing.png" in p for p in problems)
     assert any("'nowhere'" in p for p in problems)
     assert any("'gone'" in p for p in problems)
+
+
+# --- the chapters use public APIs only ---------------------------------------------------
+
+PRIVATE_NAME = re.compile(r"\.(_[A-Za-z]\w*)|\bimport\s+(_\w+)|\bimport\s+[^\n]*,\s*(_\w+)")
+
+
+def private_names(code: str) -> list[str]:
+    """Underscore names a piece of code reaches for (dunder names such as __name__ aside)."""
+    return [
+        name
+        for match in PRIVATE_NAME.finditer(code)
+        for name in match.groups()
+        if name and not (name.startswith("__") and name.endswith("__"))
+    ]
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOK_CHAPTERS)
+def test_chapter_code_uses_public_names_only(chapter):
+    import jupytext
+
+    notebook = jupytext.read(ROOT / f"{chapter}.md")
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    assert private_names(code) == []
+
+
+def test_private_name_check_finds_underscore_names():
+    assert private_names("info = cat._entries[name].describe()") == ["_entries"]
+    assert private_names("from howto.fs import _read_car") == ["_read_car"]
+    assert private_names("from howto.fs import filesystem, _Blocks") == ["_Blocks"]
+    assert private_names("print(type(err).__name__, cat[name].describe(), x_y)") == []
+
+
+# --- what the pages show: no tracebacks, no machine paths, no throwaway ports -------------
+
+#: Folders of the machine the book was built on (a reader's machine has other ones).  The
+#: fictional colleague's ``/Users/maria/...`` in chapter 1 is an example, not a leak.
+MACHINE_PATH = re.compile(r"(?<![\w.~$])/(home|root|tmp|work|usr|opt|var|srv|mnt)/|site-packages|"
+                          r"dist-packages|\.venv/")
+LOOPBACK_PORT = re.compile(r"\b(127\.0\.0\.1|localhost|\[::1\]|0\.0\.0\.0):(\d+)")
+#: Fixed, documented ports (kubo's gateway) may be named; any other one changes per run.
+KNOWN_PORTS = {"8080"}
+TRACEBACK = re.compile(
+    r"Traceback \(most recent call last\)|class=\"[^\"]*\boutput (traceback|error)\b"
+)
+
+
+def leaks(html: str) -> list[str]:
+    """Tracebacks, machine paths and ephemeral loopback ports in a page's HTML."""
+    found = [f"traceback: {m.group(0)}" for m in TRACEBACK.finditer(html)]
+    found += [f"machine path: {m.group(0)}" for m in MACHINE_PATH.finditer(html)]
+    found += [
+        f"ephemeral port: {m.group(0)}"
+        for m in LOOPBACK_PORT.finditer(html)
+        if m.group(2) not in KNOWN_PORTS
+    ]
+    return found
+
+
+def test_pages_show_no_tracebacks_paths_or_ports(book):
+    problems = {
+        page.relative_to(book).as_posix(): found
+        for page in html_pages(book)
+        if (found := leaks(page.read_text()))
+    }
+    assert problems == {}
+
+
+def test_leak_check_finds_what_it_looks_for():
+    clean = (
+        "<p>IPFS_GATEWAY=http://127.0.0.1:8080, see /Users/maria/Data and ~/.ipfs/gateway;"
+        " make creates .venv</p>"
+    )
+    assert leaks(clean) == []
+    for bad, kind in [
+        ('<div class="output traceback highlight-ipythontb">', "traceback"),
+        ("Traceback (most recent call last):", "traceback"),
+        ("File /work/x/src/howto/fs.py:110", "machine path"),
+        ("/srv/env/lib/python3.11/site-packages/aiohttp", "machine path"),
+        ("in .venv/lib/python3.11/", "machine path"),
+        ("gateway http://127.0.0.1:40145, /ipfs/bafy", "ephemeral port"),
+        ("http://localhost:34439/ipfs", "ephemeral port"),
+    ]:
+        assert [f.split(":")[0] for f in leaks(clean + bad)] != [], bad
+        assert leaks(clean + bad)[0].startswith(kind), (bad, leaks(clean + bad))
 
 
 # --- nbval: outputs reproduce from run to run --------------------------------------------

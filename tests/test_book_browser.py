@@ -8,6 +8,12 @@ are not the book's fault, so only errors from the local server count.  A screens
 every page goes to ``_build/screenshots/`` (``*__figure.png``: the page scrolled to its first
 image, where it has one).
 
+Two checks are about reading.  The window is 1280 px wide, and no element of the article may
+hold content wider than its own box (a code block, an output or a table that would need
+sideways scrolling, or that spills out of its box).  And Chromium resolves no host name
+but 127.0.0.1, so the network is off for the page: every formula must still be typeset
+(MathJax is part of the built book), leaving no element with raw TeX in it.
+
 Chromium comes from Debian's packages (installed by the fixture when missing); selenium
 talks to /usr/bin/chromedriver directly, so selenium-manager never downloads anything.
 """
@@ -49,19 +55,44 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-default-apps",
-    "--window-size=1280,1600",
+    "--window-size=1280,900",
+    # the network is off for the pages: every host name but the book's server fails
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
 
 # Waits (up to 10 s) for every image to finish loading, then reports the same-origin images
 # that have no pixels, and the absolute URL of every link on the page.
-INSPECT_PAGE = """
+INSPECT_PAGE = r"""
 const done = arguments[arguments.length - 1];
 const images = Array.from(document.images);
 images.forEach(img => { img.loading = "eager"; });
 const settled = images.map(img => img.complete ? Promise.resolve() :
     new Promise(resolve => { img.onload = img.onerror = resolve; }));
 const timeout = new Promise(resolve => setTimeout(resolve, 10000));
-Promise.race([Promise.all(settled), timeout]).then(() => done({
+const typeset = (window.MathJax && MathJax.startup && MathJax.startup.promise)
+    || Promise.resolve();
+const describe = el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "")
+    + (el.className && typeof el.className === "string" ? "." + el.className.trim()
+        .split(/\s+/).join(".") : "");
+// MathJax puts a copy of each formula as MathML beside it for screen readers, positioned
+// absolutely and clipped to nothing on purpose; it is left out of the measurement.
+const measureClipped = () => {
+    const hide = document.createElement("style");
+    hide.textContent = "mjx-assistive-mml { display: none !important; }";
+    document.head.appendChild(hide);
+    const found = Array.from(document.querySelectorAll("article, article *"))
+        .filter(el => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
+        .map(el => `${describe(el)} is ${el.scrollWidth} px wide inside ${el.clientWidth} px: `
+                   + JSON.stringify(el.innerText.slice(0, 80)));
+    hide.remove();
+    return found;
+};
+Promise.race([Promise.all([...settled, typeset]), timeout]).then(() => done({
+    clipped: measureClipped(),
+    rawTex: Array.from(document.querySelectorAll(".math"))
+        .filter(el => el.querySelector("mjx-container") === null)
+        .map(el => el.textContent.trim().slice(0, 80)),
+    mathCount: document.querySelectorAll(".math mjx-container").length,
     brokenImages: images
         .filter(img => new URL(img.currentSrc || img.src, location.href).origin
                        === location.origin)
@@ -144,6 +175,8 @@ def check_page(
     driver.get(f"{base}/{page}")
     found = driver.execute_async_script(INSPECT_PAGE)
     problems = [f"image did not load: {src}" for src in found["brokenImages"]]
+    problems += [f"clipped: {element}" for element in found["clipped"]]
+    problems += [f"raw TeX, not typeset: {tex}" for tex in found["rawTex"]]
     checker = LinkChecker(base, root)
     for link in sorted(set(found["links"])):
         if link.startswith(base + "/"):
@@ -182,6 +215,27 @@ def test_page_in_browser(browser, site, page):
     assert screenshot.stat().st_size > 10_000  # a rendered page, not an empty canvas
 
 
+#: Pages with formulas, and how many each has at least (so the raw-TeX check has work).
+FORMULAS = {
+    "book/02_hash_functions.html": 5,
+    "book/05_ipfs.html": 2,
+    "book/08_publishing.html": 4,
+}
+
+
+@pytest.mark.parametrize("page", sorted(FORMULAS))
+def test_formulas_are_typeset_offline(browser, site, page):
+    """MathJax comes with the book: with the network off, formulas still become MathJax."""
+    browser.get(f"{site}/{page}")
+    found = browser.execute_async_script(INSPECT_PAGE)
+    assert found["rawTex"] == []
+    assert found["mathCount"] >= FORMULAS[page]
+    scripts = browser.execute_script(
+        "return Array.from(document.scripts).map(s => s.src).filter(s => s.includes('mathjax'))"
+    )
+    assert scripts and all(s.startswith(site + "/") for s in scripts), scripts
+
+
 def test_page_check_catches_broken_pages(browser, tmp_path):
     """The checks above can fail: a page with each kind of fault is caught."""
     (tmp_path / "target.html").write_text('<h1 id="here">Target</h1>')
@@ -192,6 +246,10 @@ def test_page_check_catches_broken_pages(browser, tmp_path):
         '<a href="absent.html">missing page</a>'
         '<img src="absent.png" alt="missing image">'
         "<script>undefinedFunction();</script>"
+        "<article><p id='fits'>fits</p>"
+        '<pre style="width: 200px; overflow: auto">' + "x" * 400 + "</pre>"
+        '<div style="width: 200px"><table><tr><td>' + "y" * 400 + "</td></tr></table></div>"
+        '<span class="math">\\(x^2\\)</span></article>'
         "</body></html>"
     )
     with serve_directory(tmp_path) as base:
@@ -200,3 +258,7 @@ def test_page_check_catches_broken_pages(browser, tmp_path):
     assert any("not-here" in p for p in problems), problems
     assert any("absent.html" in p and "404" in p for p in problems), problems
     assert any("undefinedFunction" in p for p in problems), problems
+    assert any(p.startswith("clipped: pre ") for p in problems), problems
+    assert any(p.startswith("clipped: div ") and "yyy" in p for p in problems), problems
+    assert not any(p.startswith("clipped: p#fits") for p in problems), problems
+    assert any(p.startswith("raw TeX") and "x^2" in p for p in problems), problems

@@ -7,7 +7,12 @@ constraints; the ``test`` extra is for developers and need not be there.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -160,3 +165,28 @@ def test_postbuild_installs_howto_and_opens_markdown_as_notebooks():
     post_build = (ROOT / "postBuild").read_text()
     assert re.search(r"pip install .*-e \.", post_build)
     assert "jupytext" in post_build and "md:myst" in post_build
+
+
+def test_postbuild_makes_jupyterlab_open_chapters_as_notebooks(tmp_path):
+    """The launch button opens a chapter's .md file: JupyterLab must show it as a notebook.
+
+    Runs postBuild's jupytext-config lines with a fresh HOME and reads the JupyterLab
+    setting they write.
+    """
+    lines = [
+        line for line in (ROOT / "postBuild").read_text().splitlines()
+        if line.startswith("jupytext-config ")
+    ]
+    assert lines, "postBuild does not set JupyterLab's default viewer"
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    env.pop("JUPYTER_CONFIG_DIR", None)
+    for line in lines:
+        subprocess.run(shlex.split(line), env=env, check=True, capture_output=True, timeout=60)
+    settings = tmp_path / ".jupyter" / "labconfig" / "default_setting_overrides.json"
+    viewers = json.loads(settings.read_text())["@jupyterlab/docmanager-extension:plugin"]
+    assert viewers["defaultViewers"]["markdown"] == "Jupytext Notebook"
+    assert viewers["defaultViewers"]["myst"] == "Jupytext Notebook"

@@ -151,3 +151,15 @@ def test_wheel_in_a_fresh_venv(tmp_path) -> None:
     assert Path(result["howto"]) == site_packages / "howto" / "__init__.py"
     assert Path(result["catalogs"]) == site_packages / "howto" / "catalogs"
     check(result, repo)
+
+
+@pytest.mark.timeout(180)
+def test_metadata_builds_without_warnings(tmp_path) -> None:
+    """setuptools has nothing to say about pyproject.toml: no deprecated license table, no
+    data folder that it would import but not ship."""
+    repo = clone(tmp_path / "clone")
+    build = "import sys, setuptools.build_meta as b; b.build_wheel(sys.argv[1])"
+    result = run([sys.executable, "-W", "always", "-c", build, str(tmp_path / "dist")], cwd=repo)
+    output = result.stdout + result.stderr
+    assert list((tmp_path / "dist").glob("howto-*.whl"))
+    assert "Warning" not in output and "deprecated" not in output, output[-4000:]

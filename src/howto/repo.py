@@ -114,7 +114,7 @@ class Repo:
         self.path = Path(path) if path is not None else default_repo_path()
 
     def __str__(self) -> str:
-        return f"local repository {self.path}"
+        return "local repository"
 
     def block_path(self, key: str) -> Path:
         """The file of the block whose multihash, base32-encoded, is ``key``."""
