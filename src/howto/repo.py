@@ -137,10 +137,7 @@ class Repo:
         """The block's bytes, checked against ``cid``; ``NotFoundError`` when absent."""
         raw, _ = self._file(cid)
         data = self.get_unverified(raw)
-        try:
-            verify_raw(raw, data)
-        except IntegrityError as exc:
-            raise IntegrityError(f"{exc} in the {self}") from None
+        verify_raw(raw, data)
         return data
 
     def get_unverified(self, cid: bytes | CID | str) -> bytes:
