@@ -414,6 +414,18 @@ def test_exercise_solution_is_folded_and_was_run(book, chapter):
     assert solutions and all(c.execution_count for c in solutions)
 
 
+def test_every_glossary_term_is_linked_from_the_book():
+    glossary = (BOOK / "glossary.md").read_text()
+    terms = re.findall(r"^([A-Za-z][\w-]*)\n  \S", glossary, re.M)
+    assert len(terms) >= 10, terms
+    linked = set()
+    for md in BOOK.glob("*.md"):
+        if md.name != "glossary.md":
+            for target in re.findall(r"\{term\}`([^`]+)`", md.read_text()):
+                linked.add(re.sub(r".*<(.+)>$", r"\1", target).lower())
+    assert sorted(t for t in terms if t.lower() not in linked) == []
+
+
 def test_apparatus_check_finds_what_is_missing(tmp_path):
     good = (BOOK / "03_castore.md").read_text()
     assert apparatus_problems(BOOK / "03_castore.md") == []
