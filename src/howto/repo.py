@@ -238,3 +238,12 @@ class Repo:
                 verify_multihash(multihash, path.read_bytes())
             except (IntegrityError, ValueError) as exc:
                 yield Damage(path, multihash, str(exc))
+
+
+__all__ = [
+    "STALE_SECONDS",
+    "Damage",
+    "Repo",
+    "Transaction",
+    "default_repo_path",
+]
