@@ -3,6 +3,7 @@ repository shared by many processes, damaged on disk, or left with a killed writ
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import os
@@ -13,6 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing import get_context
 
+import aiohttp
 import pytest
 from multiformats import CID, multihash
 
@@ -61,11 +63,18 @@ def serve_reply(headers: dict[str, str], body_chunks):
     ],
     ids=["declared 1.5 GB", "streamed 1.5 GB", "gzip bomb"],
 )
-def test_gateway_replies_are_bounded(headers, chunks, message) -> None:
+@pytest.mark.parametrize("way", ["thread", "event loop"])
+def test_gateway_replies_are_bounded(headers, chunks, message, way) -> None:
     httpd, url = serve_reply(headers, chunks)
+    gateway = GatewayBlocks(url, timeout=20)
+
+    async def on_a_loop() -> bytes:
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            return await gateway.aget(CID_OF_BLOCK, session)
+
     try:
         with pytest.raises(GatewayError, match=message):
-            GatewayBlocks(url, timeout=20).get(CID_OF_BLOCK)
+            gateway.get(CID_OF_BLOCK) if way == "thread" else asyncio.run(on_a_loop())
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -178,7 +178,14 @@ def test_repeated_reads_reuse_verified_directories(vfs, site, monkeypatch):
         asked.append((parts.path, parts.query))
         return real_open(self, target, *args, **kwargs)
 
+    real_aget = GatewayBlocks.aget
+
+    async def spying_aget(self, cid, session):  # the event loop's way to one block
+        asked.append((f"/ipfs/{cid}", "format=raw"))
+        return await real_aget(self, cid, session)
+
     monkeypatch.setattr(GatewayBlocks, "_open", spying_open)
+    monkeypatch.setattr(GatewayBlocks, "aget", spying_aget)
     root = str(site.root)
     assert vfs.cat(f"{root}/hello.txt") == HELLO
     assert asked == [(f"/ipfs/{root}/hello.txt", "format=car&dag-scope=block")]

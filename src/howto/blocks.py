@@ -17,7 +17,7 @@ remote source can be kept in a store, as kubo keeps what it fetches.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -214,6 +214,21 @@ class Chain:
         for source in self.remote:
             try:
                 return call(source)
+            except (NotFoundError, GatewayError, IntegrityError) as exc:
+                failures.append((source, exc))
+        raise combined_error(what, failures, self)
+
+    async def ask_remote_async(
+        self,
+        what: str,
+        call: Callable[[BlockSource], Awaitable[Any]],
+        failures: list[tuple[object, Exception]] | None = None,
+    ) -> Any:
+        """``ask_remote`` for an event loop: ``call`` returns an awaitable."""
+        failures = list(failures or [])
+        for source in self.remote:
+            try:
+                return await call(source)
             except (NotFoundError, GatewayError, IntegrityError) as exc:
                 failures.append((source, exc))
         raise combined_error(what, failures, self)

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 
+import aiohttp
 import fsspec
 from fsspec.asyn import AsyncFileSystem, sync_wrapper
 from fsspec.spec import AbstractBufferedFile
 from multiformats import CID
 
-from .cids import RAW, parse_cid
-from .errors import GatewayTimeout
+from .cids import RAW, cid_text, parse_cid
+from .errors import GatewayTimeout, NotFoundError
 from .gateways import configured_gateways
 from .reader import DagReader
 from .repo import default_repo_path
@@ -74,6 +76,8 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self._cache = BlockCache()  # verified nodes, shared by every reader of this instance
         self._readers: dict[tuple, DagReader] = {}
         self._resolved: dict[str, list[CID]] = {}  # path → CIDs, through verified nodes
+        self._sessions: dict[int, aiohttp.ClientSession] = {}
+        weakref.finalize(self, _close_sessions, self._sessions)
 
     def reader(self) -> DagReader:
         """The reader for the current repository and gateways (both may change in a process)."""
@@ -155,13 +159,29 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: object
     ) -> bytes:
         cids = self._resolved.get(self._strip_protocol(path))
-        if cids is not None and cids[-1].codec.code == RAW and self.reader().chain.has(cids[-1]):
-            # One local block (a zarr chunk): reading and hashing it here costs less than
-            # handing it to a worker thread.
-            return self._cat_now(path, start, end)
+        if cids is not None and cids[-1].codec.code == RAW:  # one block, a zarr chunk
+            chain = self.reader().chain
+            if chain.has(cids[-1]):  # local: reading and hashing it here beats a thread hop
+                return self._cat_now(path, start, end)
+            session = await self._session()
+            failures = [(source, NotFoundError("not found")) for source in chain.local]
+            data = await chain.ask_remote_async(
+                f"block {cid_text(cids[-1])}", lambda s: s.aget(cids[-1], session), failures
+            )
+            return data[start:end]
         return await asyncio.to_thread(self._cat_now, path, start, end)
 
     cat_file = sync_wrapper(_cat_file)
+
+    async def _session(self) -> aiohttp.ClientSession:
+        """An HTTP session for this event loop (fsspec may drive us from several)."""
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(id(loop))
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(limit=32)
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            self._sessions[id(loop)] = session
+        return session
 
     def _open(self, path: str, mode: str = "rb", block_size: int | None = None, **kwargs):
         if mode != "rb":
@@ -178,6 +198,12 @@ class IPFSFile(AbstractBufferedFile):
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         return self.fs.cat_file(self.path, start, end)
+
+
+def _close_sessions(sessions: dict) -> None:
+    for session in sessions.values():
+        if not session.closed and session.connector is not None:
+            session.connector._close()
 
 
 def enable() -> None:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
+import aiohttp
 import urllib3
 from multiformats import CID
 
@@ -176,19 +177,23 @@ class GatewayBlocks:
                 raise GatewayError(f"{self} broke off the reply for {what}: {_line(exc)}") from None
             except urllib3.exceptions.HTTPError as exc:
                 raise GatewayError(f"cannot reach {self} for {what}: {_line(exc)}") from None
-        status = response.status
-        if status != 200:
+        if response.status != 200:
             response.release_conn()
-            if status in (404, 410):
-                raise NotFoundError(f"{self} does not have {what} (HTTP {status})")
-            if status == 400:
-                raise NotFoundError(f"{self} rejected the request for {what} (HTTP 400)")
-            raise GatewayError(f"{self} answered HTTP {status} for {what}")
+            self._status(response.status, what)
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             response.release_conn()
             raise GatewayError(f"{self} sent a {encoding!r}-encoded reply for {what}: refused")
         return response
+
+    def _status(self, status: int, what: str) -> None:
+        """A typed error for any answer but 200."""
+        if status in (404, 410):
+            raise NotFoundError(f"{self} does not have {what} (HTTP {status})")
+        if status == 400:
+            raise NotFoundError(f"{self} rejected the request for {what} (HTTP 400)")
+        if status != 200:
+            raise GatewayError(f"{self} answered HTTP {status} for {what}")
 
     def _body(self, response: urllib3.BaseHTTPResponse, limit: int, what: str) -> _Body:
         declared = response.headers.get("Content-Length")
@@ -205,14 +210,52 @@ class GatewayBlocks:
     def get(self, cid: CidLike) -> bytes:
         """One block by its CID (``format=raw``), hashed on arrival."""
         cid = cid if isinstance(cid, CID) else CID.decode(cid)
-        text = cid_text(cid)
-        what = f"block {text}"
-        response = self._open(f"{text}?format=raw", RAW_TYPE, what)
+        what = f"block {cid_text(cid)}"
+        response = self._open(f"{cid_text(cid)}?format=raw", RAW_TYPE, what)
         try:
             data = self._body(response, MAX_BLOCK_BYTES, what).read_all()
             self._roots(response, [cid], what)
         finally:
             response.release_conn()
+        return self._checked(cid, data, what)
+
+    async def aget(self, cid: CID, session: aiohttp.ClientSession) -> bytes:
+        """``get`` for an event loop (the ``ipfs://`` file system's chunk reads): the same
+        request, bounds and checks, sent with ``session`` instead of a worker thread."""
+        what = f"block {cid_text(cid)}"
+        url = f"{self.url}/ipfs/{cid_text(cid)}?format=raw"
+        headers = {"Accept": RAW_TYPE, "Accept-Encoding": "identity"}
+        deadline = aiohttp.ClientTimeout(total=self.timeout)
+        try:
+            async with session.get(
+                url, headers=headers, timeout=deadline, allow_redirects=False
+            ) as response:
+                self._status(response.status, what)
+                encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    raise GatewayError(f"{self} sent a {encoding!r}-encoded reply for {what}")
+                declared = response.content_length
+                if declared is not None and declared > MAX_BLOCK_BYTES:
+                    raise GatewayError(
+                        f"{self}: the reply for {what} has {declared} bytes, over {MAX_BLOCK_BYTES}"
+                    )
+                parts, received = [], 0
+                async for piece in response.content.iter_chunked(READ_BYTES):
+                    received += len(piece)
+                    if received > MAX_BLOCK_BYTES:
+                        raise GatewayError(f"{self}, {what}: larger than {MAX_BLOCK_BYTES} bytes")
+                    parts.append(piece)
+                data = b"".join(parts)
+                self._roots(response, [cid], what)
+        except TimeoutError:
+            raise GatewayTimeout(
+                f"{self} did not answer within {self.timeout:g} s for {what}"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise GatewayError(f"cannot reach {self} for {what}: {_line(exc)}") from None
+        return self._checked(cid, data, what)
+
+    def _checked(self, cid: CID, data: bytes, what: str) -> bytes:
         try:
             verify_raw(bytes(cid), data)
         except IntegrityError:
