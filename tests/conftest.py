@@ -21,6 +21,18 @@ def howto_repo(tmp_path_factory, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture
+def no_configured_gateway(monkeypatch, tmp_path) -> Path:
+    """No gateway from the environment or a gateway file: only local blocks, unless a test
+    configures one.  Returns the (empty) home directory."""
+    for name in ("IPFS_GATEWAY", "IPFS_PATH", "XDG_CONFIG_HOME", "HOWTO_GATEWAYS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("HOWTO_GATEWAY_TIMEOUT", raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
 class Oracle:
     """Runs ipfs-unixfs-importer (node) on paths and returns its root CIDs."""
 

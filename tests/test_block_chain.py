@@ -34,10 +34,7 @@ BIG = os.urandom(3 * 262144 + 99)
 
 
 @pytest.fixture(autouse=True)
-def no_gateway(monkeypatch, tmp_path):
-    for name in ("IPFS_GATEWAY", "IPFS_PATH", "XDG_CONFIG_HOME", "HOWTO_GATEWAYS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+def offline(no_configured_gateway):
     assert configured_gateway() is None
 
 

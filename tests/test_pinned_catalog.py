@@ -25,10 +25,7 @@ ZARR_ARGS = "    driver: zarr\n    args:\n      consolidated: false\n"
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    for name in ("IPFS_GATEWAY", "IPFS_PATH", "XDG_CONFIG_HOME", "HOWTO_GATEWAY_TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+def offline(no_configured_gateway):
     assert configured_gateway() is None
 
 

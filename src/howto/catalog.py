@@ -95,17 +95,14 @@ class Dataset:
 
 
 def _load_yaml(path: Path) -> dict:
+    """A classic catalog file, parsed with the same bounded loader as pinned ones."""
+    from .pinned import load_catalog_text
+
     try:
-        doc = yaml.safe_load(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise CatalogError(f"{path}: catalog file does not exist") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise CatalogError(f"{path}: invalid YAML{line}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("sources"), dict):
-        raise CatalogError(f"{path}: not an intake catalog (no 'sources' mapping)")
-    return doc
+    return load_catalog_text(data, str(path))
 
 
 def _local(template: str, catalog: Path, entry: str) -> Path:
