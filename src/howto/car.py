@@ -41,8 +41,15 @@ def encode_header(roots: Iterable[CID | bytes | str]) -> bytes:
 
 
 def encode_section(cid: CID | bytes, data: bytes) -> bytes:
+    return section_head(cid, len(data)) + data
+
+
+def section_head(cid: CID | bytes, size: int) -> bytes:
+    """What precedes a block of ``size`` bytes in a CAR: the section length and the CID.
+
+    Writing it and the block separately spares a copy of the block."""
     raw = cid if isinstance(cid, bytes) else bytes(cid)
-    return varint(len(raw) + len(data)) + raw + data
+    return varint(len(raw) + size) + raw
 
 
 def write_car(
@@ -206,6 +213,7 @@ __all__ = [
     "cid_length",
     "encode_header",
     "encode_section",
+    "section_head",
     "read_car",
     "read_car_raw",
     "write_car",

@@ -26,7 +26,7 @@ from aiohttp import web
 from multiformats import CID
 
 from .blocks import BlockSource
-from .car import encode_header, encode_section
+from .car import encode_header, section_head
 from .cids import RAW, cid_text, parse_cid, to_cid
 from .dagpb import UnixFSType
 from .errors import GatewayError, IntegrityError, NotFoundError
@@ -356,22 +356,23 @@ class Gateway:
         await response.prepare(request)
         if request.method == "HEAD":
             return response
-        parts = [_car_header(to_cid(path[0].cid if path else target.cid))]
-        sent: set[CID] = set()
+        await response.write(_car_header(to_cid(path[0].cid if path else target.cid)))
+        sent: set[bytes] = set()
+
+        async def send(block: Block) -> None:
+            raw = bytes(block.cid)
+            if raw not in sent:
+                sent.add(raw)
+                await response.write(section_head(raw, len(block.data)))
+                await response.write(block.data)  # as stored: no copy into a section
+
         for block in path:
-            sent.add(block.cid)
-            parts.append(encode_section(block.cid, block.data))
+            await send(block)
         blocks = _car_blocks(resolver, target, scope, byte_range)
         inline = scope == "block" or not resolver.links(target)  # nothing more to read
         async for batch in _batches(blocks, _block_size, inline):
             for block in batch:
-                if block.cid not in sent:
-                    sent.add(block.cid)
-                    parts.append(encode_section(block.cid, block.data))
-            await response.write(b"".join(parts))
-            parts = []
-        if parts:
-            await response.write(b"".join(parts))
+                await send(block)
         await response.write_eof()
         return response
 
