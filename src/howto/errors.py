@@ -32,3 +32,8 @@ class GatewayTimeout(GatewayError):
 class HashPolicyError(IntegrityError, ValueError):
     """A CID whose hash cannot prove its block: an insecure or unknown function, a digest
     too short or too long, or an identity CID too large (see ``howto.cids.check_cid``)."""
+
+
+class PathNotSupportedError(HowtoError, ValueError):
+    """A path that ends inside a DAG-CBOR or DAG-JSON block, on a value that is not a link
+    (a map, a list, a string…): IPLD pathing only stops on blocks (HTTP 501 at a gateway)."""

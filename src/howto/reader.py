@@ -87,15 +87,18 @@ class DagReader:
         """
         cids = [to_cid(root)]
         segments = [s for s in path.split("/") if s]
-        for i, segment in enumerate(segments):
+        used = 0
+        while used < len(segments):
             try:
-                cids.append(self._local.resolve(cids[-1], segment)[-1])
+                cid, used_now = self._local.step(cids[-1], segments, used)
             except _Missing:
-                rest = "/".join(segments[i:])
+                rest = "/".join(segments[used:])
                 reply = self._car(cids[-1], rest, scope)
                 resolver = self._with(_Reply(reply, f"the reply for {cids[-1]}/{rest}", False))
                 resolver.resolve(cids[-1], rest)  # caches the verified nodes on the way
                 return resolver, cids + reply.cids[1:]
+            cids.append(cid)
+            used = used_now
         if scope != "block" and not self.chain.has(cids[-1]) and self.chain.remote:
             reply = self._car(cids[-1], "", scope)
             return self._with(_Reply(reply, f"the reply for {cids[-1]}", False)), cids
