@@ -688,12 +688,14 @@ class Gateway:
                 if request.rel_url.raw_query_string:
                     location += "?" + request.rel_url.raw_query_string
                 raise web.HTTPMovedPermanently(location, headers=headers)
-            if index is not None:  # a web site: its index page stands for the folder
-                target = index
-                segments = [*segments, "index.html"]
-            else:
+            if index is None:
                 return await self._listing(request, resolver, target, headers)
-        if self._not_modified(request, f'"{cid_text(target.cid)}"', headers):
+            # a web site: its index page stands for the folder, whose CID is the Etag
+            if self._not_modified(request, f'"{cid_text(target.cid)}"', headers):
+                return web.Response(status=304, headers=headers)
+            target = index
+            segments = [*segments, "index.html"]
+        elif self._not_modified(request, f'"{cid_text(target.cid)}"', headers):
             return web.Response(status=304, headers=headers)
         if target.kind == "symlink":
             return web.Response(body=target.unixfs.data or b"", headers=headers)

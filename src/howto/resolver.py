@@ -324,10 +324,10 @@ class Resolver:
     def walk(self, cid: CID | str, scope: str = "all", dups: bool = False) -> Iterator[Block]:
         """Blocks of a DAG depth-first, each once; ``scope`` as in the trustless gateway.
 
-        ``block``: just this block; ``entity``: a file's blocks, or a directory's own
-        node(s) with HAMT shards but not its children; ``all``: everything reachable.
-        ``dups=True`` gives a block again each time the walk meets it (a trustless
-        ``dups=y`` reply), up to ``MAX_WALK`` blocks in all.
+        ``block``: just this block; ``entity``: a file's blocks, a directory's own
+        node(s) with HAMT shards but not its children, or a DAG-CBOR or DAG-JSON block
+        alone; ``all``: everything reachable.  ``dups=True`` gives a block again each
+        time the walk meets it (a trustless ``dups=y`` reply), up to ``MAX_WALK`` blocks.
         """
         seen: set[bytes] = set()
         stack = [to_cid(cid)]
@@ -352,6 +352,8 @@ class Resolver:
                     children = [as_cid(link.hash) for link in links if len(link.name) == 2]
                 else:
                     children = []
+            elif scope == "entity" and block.cid.codec.code in (DAG_CBOR, DAG_JSON):
+                children = []  # a document's entity is the document, not what it links to
             elif scope == "entity" and not top and block.kind != "file":
                 children = []
             top = False

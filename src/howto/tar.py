@@ -1,14 +1,16 @@
 """UnixFS as a tar stream, for the gateway's ``?format=tar`` (IPIP-288).
 
-``entries`` lists what the archive will hold, every name checked first: a name that is
-empty, absolute, ``.``/``..`` or holds a ``/`` could place a file outside the folder the
-reader extracts into, so such a DAG is refused before a byte is sent.  ``stream`` then
-yields the archive (POSIX ustar headers, PAX records for long or non-ASCII names), reading
-file bytes as it goes.
+``entries`` lists what the archive will hold, every name checked first: a name whose
+path, once ``..`` and ``.`` are resolved, is not inside the archive's top folder (or that
+is empty or absolute) could place a file anywhere the reader can write, so such a DAG is
+refused before a byte is sent.  Names that stay inside (``a/../b``) are kept, resolved.
+``stream`` then yields the archive (POSIX ustar headers, PAX records for long or
+non-ASCII names), reading file bytes as it goes.
 """
 
 from __future__ import annotations
 
+import posixpath
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,10 +42,12 @@ class TarEntry:
     target: str = ""
 
 
-def _checked(name: str) -> str:
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+def _joined(top: str, folder: str, name: str) -> str:
+    """``folder/name`` with ``..`` and ``.`` resolved, which must stay under ``top``."""
+    path = posixpath.normpath(f"{folder}/{name}")
+    if not name or name.startswith("/") or "\0" in name or not path.startswith(top + "/"):
         raise UnsafeNameError(f"entry name {name!r} would leave the archive's folder")
-    return name
+    return path
 
 
 def entries(resolver: Resolver, block: Block, name: str) -> list[TarEntry]:
@@ -63,7 +67,7 @@ def entries(resolver: Resolver, block: Block, name: str) -> list[TarEntry]:
             children = resolver.ls(block.cid)
             for entry in reversed(children):
                 child = resolver.block(entry.cid)
-                stack.append((child, f"{path}/{_checked(entry.name)}"))
+                stack.append((child, _joined(name, path, entry.name)))
         else:
             raise ValueError(f"{block.cid} is not UnixFS: it has no place in a tar archive")
     return out
