@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from typing import TYPE_CHECKING
 
 import fsspec
 from fsspec.asyn import AsyncFileSystem, sync_wrapper
 from fsspec.spec import AbstractBufferedFile
 from multiformats import CID
 
-from .cids import RAW, parse_cid
+from .cids import DAG_CBOR, RAW, parse_cid
 from .errors import GatewayTimeout
 from .gateways import configured_gateways
 from .reader import DagReader
@@ -30,6 +31,9 @@ from .repo import default_repo_path
 from .resolver import BlockCache
 from .sources import default_chain
 from .trustless import default_timeout
+
+if TYPE_CHECKING:
+    from .ipld.tree import Tree
 
 #: Path resolutions remembered per file system (then forgotten all at once).
 RESOLVED_PATHS = 1 << 16
@@ -97,14 +101,45 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
             return []
         return [self.gateway_addr] if self.gateway_addr else configured_gateways()
 
+    def _zarr(self, name: str) -> tuple[Tree, list[str]] | None:
+        """For a path under a ``howto.ipld`` dataset (a DAG-CBOR root): its hierarchy and
+        the zarr key's parts, read as an ``IPLDStore`` would; else ``None``."""
+        root, subpath = _split(name)
+        if root.codec.code != DAG_CBOR:
+            return None
+        return self.reader().zarr_tree(root), [p for p in subpath.split("/") if p]
+
+    def _zarr_info(self, name: str, tree: Tree, parts: list[str]) -> dict:
+        from .ipld.codec import Link
+
+        value = tree.lookup(parts) if parts else tree.node([])
+        if value is None:
+            raise FileNotFoundError(name)
+        if parts and tree.is_leaf(parts[-1], value):
+            size = len(tree.leaf_bytes(parts[-1], value))
+            cid = str(value.cid) if isinstance(value, Link) else name
+            return {"name": name, "size": size, "type": "file", "CID": cid}
+        return {"name": name, "size": 0, "type": "directory", "CID": name}
+
     def _info_now(self, path: str) -> dict:
         name = self._strip_protocol(path)
+        if (zarr := self._zarr(name)) is not None:
+            return self._zarr_info(name, *zarr)
         block, size, cids = self.reader().stat(*_split(name))
         kind = {"file": "file", "directory": "directory"}.get(block.kind, "other")
         return {"name": name, "size": size, "type": kind, "CID": str(cids[-1])}
 
     def _ls_now(self, path: str, detail: bool) -> list:
         name = self._strip_protocol(path)
+        if (zarr := self._zarr(name)) is not None:
+            tree, parts = zarr
+            node = tree.node(parts)
+            if node is None:
+                raise NotADirectoryError(name)
+            keys = [key for key, _ in tree.entries(node)]
+            if not detail:
+                return [f"{name}/{key}" for key in keys]
+            return [self._zarr_info(f"{name}/{key}", tree, [*parts, key]) for key in keys]
         root, subpath = _split(name)
         block = self.reader().stat(root, subpath)[0]
         if block.kind != "directory":
@@ -126,6 +161,12 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
     def _cat_now(self, path: str, start: int | None, end: int | None) -> bytes:
         reader = self.reader()
         path = self._strip_protocol(path)
+        if (zarr := self._zarr(path)) is not None:
+            tree, parts = zarr
+            value = tree.lookup(parts) if parts else None
+            if value is None or not tree.is_leaf(parts[-1], value):
+                raise FileNotFoundError(path)
+            return tree.leaf_bytes(parts[-1], value)[start:end]
         cids = self._resolved.get(path)
         if cids is not None and cids[-1].codec.code == RAW:
             return reader.chain.get(cids[-1])[start:end]  # a known leaf: fetched alone
