@@ -22,7 +22,9 @@ from multiformats import CID, multihash
 
 from howto.car import read_car, read_car_raw
 from howto.cids import cid_bytes, to_cid
+from howto.errors import IpnsError
 from howto.gateway import serve
+from howto.ipns import RecordStore, parse_name, verify_record
 from howto.repo import Repo
 from howto.resolver import Resolver
 
@@ -55,6 +57,20 @@ class Served:
                 self.roots[car.stem] = to_cid(roots[0])
         self.resolver = Resolver(self.repo)
         self.url = ""
+        # Records: the valid ones as 'howto routing put' keeps them; the others written
+        # straight into the record folder, as if they had arrived there by other means,
+        # so that the gateway's own check (on every read) is what refuses them.
+        self.records = RecordStore(self.repo.path)
+        self.names: dict[str, str] = {}
+        for record in sorted((FIXTURES / "ipns").glob("*.ipns-record")):
+            name, _, kind = record.stem.partition("_")
+            self.names[kind or name] = name
+            raw = record.read_bytes()
+            try:
+                self.records.put(raw, parse_name(name))
+            except IpnsError:
+                self.records.path.mkdir(parents=True, exist_ok=True)
+                self.records.file(parse_name(name)).write_bytes(raw)
 
     def cid(self, fixture: str, *path: str) -> CID:
         return self.resolver.resolve(self.roots[fixture], "/".join(path))[-1]
@@ -965,6 +981,166 @@ _traversal("json")
 _traversal("cbor")
 
 
+# --- trustless gateway: IPNS records ------------------------------------------------------
+
+RECORD = "application/vnd.ipfs.ipns-record"
+
+
+def _record_reply(kind: str, how: str) -> Callable[[Served], None]:
+    def check(gw: Served) -> None:
+        name = gw.names[kind]
+        if how == "format":
+            r = gw.get(f"/ipns/{name}?format=ipns-record")
+        else:
+            r = gw.get(f"/ipns/{name}", {"Accept": RECORD})
+        assert r.status == 200
+        assert r.header("Content-Disposition").startswith("attachment;")
+        assert r.header("Content-Type") == RECORD
+        assert "public, max-age=1800" in r.header("Cache-Control")
+        held = verify_record((FIXTURES / "ipns" / f"{name}_{kind}.ipns-record").read_bytes(), name)
+        assert verify_record(r.body, name).value == held.value
+
+    return check
+
+
+for _kind in ("v1-v2", "v2"):
+    for _how in ("format", "accept"):
+        case("trustless IPNS", f"the {_kind} record by {_how}, valid for its name")(
+            _record_reply(_kind, _how)
+        )
+
+
+@case("trustless IPNS", "?filename= names the record file")
+def _(gw: Served) -> None:
+    r = gw.get(f"/ipns/{gw.names['v1-v2']}?format=ipns-record&filename=testтест.ipns-record")
+    assert r.header("Content-Disposition") == (
+        'attachment; filename="test____.ipns-record"; '
+        "filename*=UTF-8''test%D1%82%D0%B5%D1%81%D1%82.ipns-record"
+    )
+
+
+# --- path gateway: IPNS names --------------------------------------------------------------
+
+
+def _raw_identity(value: str) -> bytes:
+    return bytes(CID.decode(value.removeprefix("/ipfs/")).raw_digest)
+
+
+def _refused(kind: str) -> Callable[[Served], None]:
+    def check(gw: Served) -> None:
+        assert 500 <= gw.get(f"/ipns/{gw.names[kind]}").status < 600
+
+    return check
+
+
+def _served(kind: str) -> Callable[[Served], None]:
+    def check(gw: Served) -> None:
+        name = gw.names[kind]
+        record = verify_record(gw.records.raw(parse_name(name)), name)
+        r = gw.get(f"/ipns/{name}")
+        assert (r.status, r.body) == (200, _raw_identity(record.value))
+
+    return check
+
+
+for _name, _kind, _check in [
+    ("a V1-only record fails with 5XX", "v1", _refused),
+    ("V1 and V2 values that disagree fail with 5XX", "v1-v2-broken-v1-value", _refused),
+    ("a valid V2 beside a broken V1 signature is served", "v1-v2-broken-signature-v1", _served),
+    ("valid V1 and V2 signatures are served", "v1-v2", _served),
+    ("a V2-only record is served", "v2", _served),
+    (
+        "a valid V1 beside a broken V2 signature fails with 5XX",
+        "v1-v2-broken-signature-v2",
+        _refused,
+    ),
+]:
+    case("path IPNS", _name)(_check(_kind))
+
+
+@case("path IPNS", "a base58 ed25519 peer ID redirects to base36")
+def _(gw: Served) -> None:
+    r = gw.get("/ipns/12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK/root2/")
+    assert r.status == 302
+    assert r.header("Location") == (
+        "/ipns/k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8/root2/"
+    )
+
+
+@case("path IPNS", "a base58 RSA key hash redirects to base36")
+def _(gw: Served) -> None:
+    r = gw.get("/ipns/QmcJM7PRfkSbcM5cf1QugM5R37TLRKyJGgBEhXjLTB8uA2/root2/")
+    assert r.status == 302
+    assert r.header("Location") == (
+        "/ipns/k2k4r8ol4m8kkcqz509c1rcjwunebj02gcnm5excpx842u736nja8ger/root2/"
+    )
+
+
+@case("path IPNS", "a record whose value has a sub-path")
+def _(gw: Served) -> None:
+    name = "k51qzi5uqu5djokp3m1keo36hoxtd6u3a1d2rg1camf6al7p3huy63dojlm57c"
+    r = gw.get(f"/ipns/{name}/root3/root4/index.html")
+    assert (r.status, r.body) == (200, b"hello\n")
+
+
+CACHE_NAME = "k51qzi5uqu5dlxdsdu5fpuu7h69wu4ohp32iwm9pdt9nq3y5rpn3ln9j12zfhe"
+
+
+@case("path IPNS", "a listing under a name")
+def _(gw: Served) -> None:
+    r = gw.get(f"/ipns/{CACHE_NAME}/root2/root3/")
+    assert r.status == 200 and r.header("X-Ipfs-Path") == f"/ipns/{CACHE_NAME}/root2/root3/"
+    roots = _path_cids(gw, CACHE, "root2", "root3")
+    assert r.header("X-Ipfs-Roots") == ",".join(map(str, roots))
+    assert "DirIndex-" in r.header("Etag")
+
+
+@case("path IPNS", "a folder with index.html under a name")
+def _(gw: Served) -> None:
+    r = gw.get(f"/ipns/{CACHE_NAME}/root2/root3/root4/")
+    assert r.status == 200 and r.body == gw.file(CACHE, "root2", "root3", "root4", "index.html")
+    assert r.header("Etag") == f'"{gw.cid(CACHE, "root2", "root3", "root4")}"'
+    assert r.header("Cache-Control").startswith("public, max-age=")
+    assert "immutable" not in r.header("Cache-Control")  # a name can change
+
+
+@case("path IPNS", "a file under a name, with its Etag")
+def _(gw: Served) -> None:
+    path = f"/ipns/{CACHE_NAME}/root2/root3/root4/index.html"
+    cid = gw.cid(CACHE, "root2", "root3", "root4", "index.html")
+    r = gw.get(path)
+    assert r.status == 200 and r.header("Etag") == f'"{cid}"'
+    assert gw.get(path, {"If-None-Match": f'"{cid}"'}).status == 304
+
+
+@case("path IPNS", "a folder as a raw block under a name")
+def _(gw: Served) -> None:
+    r = gw.get(f"/ipns/{CACHE_NAME}/root2/root3?format=raw")
+    assert (r.status, r.body) == (200, gw.data(CACHE, "root2", "root3"))
+
+
+@case("path IPNS", "DAG-JSON and DAG-CBOR under a name, as under /ipfs")
+def _(gw: Served) -> None:
+    for name, fixture, kind in [
+        (
+            "k51qzi5uqu5dhjghbwdvbo6mi40htrq6e2z4pwgp15pgv3ho1azvidttzh8yy2",
+            "dag-json-traversal",
+            "json",
+        ),
+        (
+            "k51qzi5uqu5dghjous0agrwavl8vzl64xckoqzwqeqwudfr74kfd11zcyk3b7l",
+            "dag-cbor-traversal",
+            "cbor",
+        ),
+    ]:
+        assert gw.get(f"/ipns/{name}").body == gw.data(fixture)
+        r = gw.get(f"/ipns/{name}?format=dag-{kind}")
+        assert r.body == gw.data(fixture)
+        assert r.header("Content-Type") == f"application/vnd.ipld.dag-{kind}"
+        page = gw.get(f"/ipns/{name}/", {"Accept": "text/html"})
+        assert page.header("Content-Type").startswith("text/html") and b"</html>" in page.body
+
+
 @pytest.mark.parametrize("group, name, check", CASES, ids=[f"{g}: {n}" for g, n, _ in CASES])
 def test_case(gw: Served, group: str, name: str, check: Callable[[Served], None]) -> None:
     check(gw)
@@ -976,3 +1152,14 @@ def groups() -> dict[str, int]:
     for group, _, _ in CASES:
         counts[group] = counts.get(group, 0) + 1
     return counts
+
+
+def test_readme_table_counts_these_cases():
+    """The README's table (group, cases, passing) names every group with its count."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in groups():
+            rows[cells[0]] = (int(cells[1]), int(cells[2]))
+    assert rows == {group: (count, count) for group, count in groups().items()}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from typing import TYPE_CHECKING
 
 import fsspec
@@ -23,6 +24,7 @@ from fsspec.asyn import AsyncFileSystem, sync_wrapper
 from fsspec.spec import AbstractBufferedFile
 from multiformats import CID
 
+from . import ipns
 from .cids import DAG_CBOR, RAW, parse_cid
 from .errors import GatewayTimeout
 from .gateways import configured_gateways
@@ -38,7 +40,14 @@ if TYPE_CHECKING:
 #: Path resolutions remembered per file system (then forgotten all at once).
 RESOLVED_PATHS = 1 << 16
 
-__all__ = ["GatewayTimeout", "IPFSFile", "VerifiedIPFSFileSystem", "enable", "filesystem"]
+__all__ = [
+    "GatewayTimeout",
+    "IPFSFile",
+    "VerifiedIPFSFileSystem",
+    "VerifiedIPNSFileSystem",
+    "enable",
+    "filesystem",
+]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -209,6 +218,54 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         return self.info(path)["CID"]
 
 
+class VerifiedIPNSFileSystem(VerifiedIPFSFileSystem):
+    """``ipns://NAME/path``: the name's newest valid record (kept locally, or fetched from
+    the gateways and verified against the name), then the ``ipfs://`` path it points at.
+
+    A resolved name is remembered for at most ``NAME_SECONDS`` (or the record's TTL, when
+    shorter), so a long-running reader sees a new version soon after it is published.
+    """
+
+    protocol = "ipns"
+    NAME_SECONDS = 60.0
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._names: dict[str, tuple[float, str]] = {}
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        path = path[len("ipns://") :] if path.startswith("ipns://") else path
+        return path.removeprefix("/ipns/").strip("/")
+
+    def _target(self, path: str) -> tuple[str, str]:
+        """``NAME/rest`` → (``NAME/rest``, ``CID/inner/rest``) through a verified record."""
+        name = self._strip_protocol(path)
+        head, _, rest = name.partition("/")
+        now = time.monotonic()
+        known = self._names.get(head)
+        if known is None or known[0] < now:
+            record = ipns.resolve(head, self.reader().chain)
+            root, inner = parse_cid(record.value)
+            keep = min(self.NAME_SECONDS, record.ttl / 1e9)
+            known = self._names[head] = (now + keep, f"{root}/{inner}".strip("/"))
+        return name, f"{known[1]}/{rest}".strip("/")
+
+    def _info_now(self, path: str) -> dict:
+        name, target = self._target(path)
+        return {**super()._info_now(target), "name": name}
+
+    def _ls_now(self, path: str, detail: bool) -> list:
+        name, target = self._target(path)
+        entries = super()._ls_now(target, detail)
+        if not detail:
+            return [name + e[len(target) :] for e in entries]
+        return [{**e, "name": name + e["name"][len(target) :]} for e in entries]
+
+    def _cat_now(self, path: str, start: int | None, end: int | None) -> bytes:
+        return super()._cat_now(self._target(path)[1], start, end)
+
+
 class IPFSFile(AbstractBufferedFile):
     """A read-only file whose ranges are read through the verified file system."""
 
@@ -217,8 +274,10 @@ class IPFSFile(AbstractBufferedFile):
 
 
 def enable() -> None:
-    """Route ``ipfs://`` in this process through ``VerifiedIPFSFileSystem``."""
+    """Route ``ipfs://`` in this process through ``VerifiedIPFSFileSystem``, and
+    ``ipns://`` through ``VerifiedIPNSFileSystem``."""
     fsspec.register_implementation("ipfs", VerifiedIPFSFileSystem, clobber=True)
+    fsspec.register_implementation("ipns", VerifiedIPNSFileSystem, clobber=True)
 
 
 def filesystem(**options: object) -> VerifiedIPFSFileSystem:

@@ -30,11 +30,29 @@ from multiformats import CID
 from . import tar
 from .blocks import BlockSource, Chain
 from .car import encode_header, encode_section
-from .cids import CBOR, DAG_CBOR, DAG_JSON, DAG_PB, JSON, RAW, cid_text, parse_cid, to_cid
+from .cids import (
+    CBOR,
+    DAG_CBOR,
+    DAG_JSON,
+    DAG_PB,
+    JSON,
+    RAW,
+    cid_bytes,
+    cid_text,
+    parse_cid,
+    to_cid,
+)
 from .dagjson import display
 from .dagpb import UnixFSType
-from .errors import GatewayError, IntegrityError, NotFoundError, PathNotSupportedError
-from .repo import default_repo_path
+from .errors import (
+    GatewayError,
+    IntegrityError,
+    IpnsError,
+    NotFoundError,
+    PathNotSupportedError,
+)
+from .ipns import RECORD_TYPE, RecordStore, inspect_record, name_text, parse_name
+from .repo import Repo, default_repo_path
 from .resolver import Block, BlockCache, Resolver, as_cid, decode_ipld
 from .sources import local_chain
 from .trustless import CAR_TYPE, RAW_TYPE
@@ -115,12 +133,12 @@ def _root(text: str) -> CID:
     return parse_cid(text)[0]
 
 
-def _headers(shown_path: str, cids: list[CID]) -> dict[str, str]:
+def _headers(shown_path: str, cids: list[CID], cache: str = IMMUTABLE) -> dict[str, str]:
     """The headers every answer for ``shown_path`` (the request's path) carries."""
     return {
         "X-Ipfs-Path": shown_path,
         "X-Ipfs-Roots": ",".join(cid_text(c) for c in cids),
-        "Cache-Control": IMMUTABLE,
+        "Cache-Control": cache,
         "Access-Control-Allow-Origin": "*",
         "X-Content-Type-Options": "nosniff",
     }
@@ -378,10 +396,11 @@ def _only_if_cached(request: web.Request) -> bool:
 
 
 class Gateway:
-    """Request handlers over one block source."""
+    """Request handlers over one block source (and the IPNS records of a repository)."""
 
-    def __init__(self, source: BlockSource) -> None:
+    def __init__(self, source: BlockSource, records: RecordStore | None = None) -> None:
         self.source = source
+        self.records = records if records is not None else _records_for(source)
         self.cache = BlockCache()  # decoded directory and file nodes, shared by requests
 
     def app(self) -> web.Application:
@@ -389,12 +408,15 @@ class Gateway:
         app.on_response_prepare.append(_started)
         app.router.add_route("GET", "/ipfs/{tail:.*}", self.handle)
         app.router.add_route("HEAD", "/ipfs/{tail:.*}", self.handle)
+        app.router.add_route("GET", "/ipns/{tail:.*}", self.handle_ipns)
+        app.router.add_route("HEAD", "/ipns/{tail:.*}", self.handle_ipns)
         app.router.add_get("/", self.index)
         return app
 
     async def index(self, request: web.Request) -> web.Response:
         return web.Response(
-            text="howto gateway: GET /ipfs/{cid}[/{path}] (format=raw|car|tar|dag-json|…)\n",
+            text="howto gateway: GET /ipfs/{cid}[/{path}] (format=raw|car|tar|dag-json|…), "
+            "/ipns/{name}[/{path}] (format=ipns-record)\n",
             content_type="text/plain",
         )
 
@@ -416,6 +438,66 @@ class Gateway:
             raise web.HTTPBadRequest(text="format=ipns-record is for /ipns/ names only\n")
         return await self.serve(request, root, segments, wanted, request.rel_url.raw_path)
 
+    async def handle_ipns(self, request: web.Request) -> web.StreamResponse:
+        """``/ipns/NAME/…``: the content a verified record points at, or the record itself
+        (``format=ipns-record``, the trustless IPNS reply)."""
+        head, _, path = request.match_info["tail"].partition("/")
+        try:
+            name = parse_name(head)
+        except IpnsError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        if name_text(name) != head:  # one spelling per name: base36 CIDv1
+            location = f"/ipns/{name_text(name)}" + request.rel_url.raw_path[6 + len(head) :]
+            if request.rel_url.raw_query_string:
+                location += "?" + request.rel_url.raw_query_string
+            raise web.HTTPFound(location)
+        wanted = negotiate(request)
+        if wanted.fmt == "ipns-record":
+            return await self._record(request, name, head)
+        try:
+            record = await asyncio.to_thread(self.records.get, name)
+        except NotFoundError as exc:
+            raise web.HTTPNotFound(text=f"{exc}\n") from None
+        except IpnsError as exc:
+            raise web.HTTPBadGateway(text=f"/ipns/{head}: {exc}\n") from None
+        ttl = max(0, record.ttl // 1_000_000_000)
+        try:
+            root, inner = parse_cid(record.value)
+        except ValueError:
+            raise web.HTTPNotImplemented(
+                text=f"/ipns/{head} points at {record.value!r}, not at /ipfs/ content\n"
+            ) from None
+        segments = [s for s in f"{inner}/{path}".split("/") if s]
+        if any(s in (".", "..") for s in segments):
+            raise web.HTTPBadRequest(text="relative path segments are not allowed\n")
+        shown = request.rel_url.raw_path
+        return await self.serve(request, root, segments, wanted, shown, f"public, max-age={ttl}")
+
+    async def _record(self, request: web.Request, name: CID, head: str) -> web.Response:
+        """The record held for ``name``, as stored: like a raw block, it goes out unchecked,
+        because its reader must verify it against the name anyway (trustless IPNS)."""
+        try:
+            raw = await asyncio.to_thread(self.records.raw, name)
+        except NotFoundError as exc:
+            raise web.HTTPNotFound(text=f"{exc}\n") from None
+        try:
+            ttl = int(inspect_record(raw).get("Data", {}).get("TTL", 0)) // 1_000_000_000
+        except (IpnsError, ValueError, AttributeError, TypeError):
+            ttl = 0
+        headers = {
+            "Content-Type": RECORD_TYPE,
+            "Content-Disposition": disposition(request, f"{head}.ipns-record", True),
+            "Cache-Control": f"public, max-age={max(0, ttl)}",
+            "X-Ipfs-Path": request.rel_url.raw_path,
+            "Access-Control-Allow-Origin": "*",
+            "X-Content-Type-Options": "nosniff",
+            "Etag": f'"{cid_text(to_cid(cid_bytes(raw, RAW, 1)))}.ipns-record"',
+        }
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(raw))
+            return web.Response(headers=headers)
+        return web.Response(body=raw, headers=headers)
+
     def _cached(self, root: CID, segments: list[str]) -> bool:
         """Whether the path and its target are held here, without asking a gateway."""
         source = self.source.local_only() if isinstance(self.source, Chain) else self.source
@@ -432,8 +514,10 @@ class Gateway:
         segments: list[str],
         wanted: Wanted,
         shown_path: str,
+        cache: str = IMMUTABLE,
     ) -> web.StreamResponse:
-        """The reply for ``root/segments``; ``shown_path`` is the ``X-Ipfs-Path``."""
+        """The reply for ``root/segments``; ``shown_path`` is the ``X-Ipfs-Path``, and
+        ``cache`` the ``Cache-Control`` (an IPNS name changes: its record's TTL)."""
         if _only_if_cached(request) and not await asyncio.to_thread(self._cached, root, segments):
             raise web.HTTPPreconditionFailed(text="not held by this gateway (only-if-cached)\n")
         fmt = wanted.fmt
@@ -444,7 +528,7 @@ class Gateway:
                 block = Block(root, self.source.get_unverified(root))
             except NotFoundError as exc:
                 raise web.HTTPNotFound(text=f"{exc}\n") from None
-            return await self._raw(request, block, _headers(shown_path, [root]))
+            return await self._raw(request, block, _headers(shown_path, [root], cache))
         resolver = _Recorder(self.source, self.cache, trustless=fmt in ("raw", "car"))
         try:
             cids, target, path = await asyncio.to_thread(resolver.locate, root, segments)
@@ -452,7 +536,7 @@ class Gateway:
             raise web.HTTPNotFound(text=f"{exc}\n") from None
         except PathNotSupportedError as exc:
             raise web.HTTPNotImplemented(text=f"{exc}\n") from None
-        headers = _headers(shown_path, cids)
+        headers = _headers(shown_path, cids, cache)
         codec = target.cid.codec.code
         if fmt == "raw":
             return await self._raw(request, target, headers)
@@ -725,6 +809,14 @@ class Gateway:
         return web.Response(text=page, content_type="text/html", headers=headers)
 
 
+def _records_for(source: BlockSource) -> RecordStore:
+    """The records kept beside ``source``'s blocks: a repository's own, else the default
+    repository's."""
+    if isinstance(source, Repo):
+        return RecordStore(source.path)
+    return RecordStore()
+
+
 def _slice(data: bytes) -> Callable[[int, int], Iterator[bytes]]:
     def read(start: int, end: int) -> Iterator[bytes]:
         yield data[start:end]
@@ -851,8 +943,11 @@ def _range_children(
 class GatewayServer:
     """An aiohttp gateway on 127.0.0.1 running in a background thread."""
 
-    def __init__(self, source: BlockSource, port: int = 0) -> None:
+    def __init__(
+        self, source: BlockSource, port: int = 0, records: RecordStore | None = None
+    ) -> None:
         self.source = source
+        self.records = records
         self.port = port
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -884,7 +979,7 @@ class GatewayServer:
 
     async def _start(self) -> None:
         self._runner = web.AppRunner(
-            Gateway(self.source).app(), access_log=None, logger=_server_log
+            Gateway(self.source, self.records).app(), access_log=None, logger=_server_log
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -903,12 +998,15 @@ class GatewayServer:
 
 
 @contextmanager
-def serve(source: BlockSource | None = None, port: int = 0) -> Iterator[str]:
+def serve(
+    source: BlockSource | None = None, port: int = 0, records: RecordStore | None = None
+) -> Iterator[str]:
     """Run a gateway on loopback for the ``with`` block; yields its base URL.
 
-    It serves ``source``, by default the local blocks (never a configured gateway's).
+    It serves ``source``, by default the local blocks (never a configured gateway's), and
+    the IPNS records of ``records`` (by default those kept beside the blocks).
     """
-    server = GatewayServer(source if source is not None else local_chain(), port)
+    server = GatewayServer(source if source is not None else local_chain(), port, records)
     server.start()
     try:
         yield server.url
