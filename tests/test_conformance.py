@@ -818,13 +818,31 @@ def _(gw: Served) -> None:
 JSON_CBOR = "gateway-json-cbor"
 
 
-@case("path DAG", "a UnixFS .json file is application/json")
+@case("path DAG", "a file of JSON, by CID alone, is application/json")
 def _(gw: Served) -> None:
-    r = gw.get(f"/ipfs/{gw.roots[JSON_CBOR]}/ą/ę/t.json")
-    assert r.status == 200 and r.header("Content-Type") == "application/json"
+    cid = gw.cid(JSON_CBOR, "ą", "ę", "t.json")
+    r = gw.get(f"/ipfs/{cid}")
+    assert (r.status, r.header("Content-Type")) == (200, "application/json")
+    assert r.body == gw.file(JSON_CBOR, "ą", "ę", "t.json")
 
 
-@case("path DAG", "a raw block of JSON: format wins over Accept")
+@case("path DAG", "a file of JSON with Accept: application/json is the file")
+def _(gw: Served) -> None:
+    cid = gw.cid(JSON_CBOR, "ą", "ę", "t.json")
+    r = gw.get(f"/ipfs/{cid}", {"Accept": "application/json"})
+    assert (r.status, r.header("Content-Type")) == (200, "application/json")
+    assert r.body == gw.file(JSON_CBOR, "ą", "ę", "t.json")
+
+
+@case("path DAG", "a raw block of JSON: format=json wins over Accept: raw")
+def _(gw: Served) -> None:
+    cid = gw.cid(JSON_CBOR, "ą", "ę", "t.json")
+    r = gw.get(f"/ipfs/{cid}?format=json", {"Accept": "application/vnd.ipld.raw"})
+    assert (r.status, r.header("Content-Type")) == (200, "application/json")
+    assert r.body == gw.file(JSON_CBOR, "ą", "ę", "t.json")
+
+
+@case("path DAG", "a raw block of JSON: format=raw wins over Accept: json")
 def _(gw: Served) -> None:
     cid = gw.cid(JSON_CBOR, "ą", "ę", "t.json")
     r = gw.get(f"/ipfs/{cid}?format=raw", {"Accept": "application/json"})

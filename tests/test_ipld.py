@@ -481,6 +481,14 @@ def test_reader_paths_through_dag_cbor(tmp_path):
         txn.put(outer_cid, outer)
     reader = DagReader(Chain([leaf]))
     assert reader.resolve(outer_cid, "foo/link") == [outer_cid, inner_cid]
+    from howto.fs import filesystem
+    from howto.gateway import serve
+
+    with serve(leaf) as url:  # the file system, through a gateway, with an empty repository
+        fs = filesystem(gateway_addr=url)
+        assert fs.cat(f"{outer_cid}/foo/link") == inner
+        with pytest.raises(FileNotFoundError):
+            fs.cat(f"{outer_cid}/foo/missing")
     with pytest.raises(PathNotSupportedError):
         reader.resolve(outer_cid, "foo/link/bar")
     with pytest.raises(NotFoundError):

@@ -25,8 +25,8 @@ from fsspec.spec import AbstractBufferedFile
 from multiformats import CID
 
 from . import ipns
-from .cids import DAG_CBOR, RAW, parse_cid
-from .errors import GatewayTimeout
+from .cids import DAG_CBOR, DAG_JSON, RAW, parse_cid
+from .errors import GatewayTimeout, PathNotSupportedError
 from .gateways import configured_gateways
 from .reader import DagReader
 from .repo import default_repo_path
@@ -173,9 +173,16 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         if (zarr := self._zarr(path)) is not None:
             tree, parts = zarr
             value = tree.lookup(parts) if parts else None
-            if value is None or not tree.is_leaf(parts[-1], value):
-                raise FileNotFoundError(path)
-            return tree.leaf_bytes(parts[-1], value)[start:end]
+            if value is not None and tree.is_leaf(parts[-1], value):
+                return tree.leaf_bytes(parts[-1], value)[start:end]
+            # not a zarr key: a plain IPLD path through links, to the block it ends on
+            try:
+                resolver, cids = reader.locate(*_split(path))
+            except PathNotSupportedError as exc:  # it ends inside a block: nothing to read
+                raise FileNotFoundError(f"{path}: {exc}") from None
+            target = resolver.block(cids[-1])
+            if target.cid.codec.code in (DAG_CBOR, DAG_JSON):
+                return target.data[start:end]
         cids = self._resolved.get(path)
         if cids is not None and cids[-1].codec.code == RAW:
             return reader.chain.get(cids[-1])[start:end]  # a known leaf: fetched alone

@@ -1,17 +1,24 @@
 """The embedded IPFS HTTP gateway (aiohttp), serving blocks by CID on loopback only.
 
-It follows the path gateway and trustless gateway specs (ipfs/specs, http-gateways):
-``GET``/``HEAD /ipfs/{cid}[/{path}]`` returns UnixFS files as bytes (with ``Range``),
-directories as an HTML listing, a single block with ``format=raw``, or a CAR with
-``format=car`` and ``dag-scope=block|entity|all`` (``entity-bytes`` too).  Only content
-reached from a CID is served: there is no way to name a file on this machine.
+It follows the path gateway and trustless gateway specs (ipfs/specs, http-gateways).
+``GET``/``HEAD /ipfs/{cid}[/{path}]`` gives UnixFS files as bytes (single and multiple
+``Range``), directories as an HTML listing (or their ``index.html``), DAG-CBOR, DAG-JSON,
+JSON and CBOR blocks as stored (an HTML preview for browsers), and, asked for with
+``?format=`` or ``Accept``: a single block (``raw``), a CAR (``car``, with ``dag-scope``,
+``entity-bytes`` and the ``order``/``dups`` parameters), a tar archive (``tar``).  Paths
+go through UnixFS folders and through DAG-CBOR and DAG-JSON links.  ``/ipns/{name}/…``
+serves what a verified IPNS record points at, and ``?format=ipns-record`` the record.
+Only content reached from a CID or a signed name is served: there is no way to name a
+file on this machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import functools
 import html
+import json
 import logging
 import mimetypes
 import re
@@ -287,10 +294,12 @@ _BY_TYPE = {media: fmt for fmt, media in FORMATS.items()}
 #: The codecs each IPLD format gives as stored: no conversion between codecs (IPIP-524).
 _SERVES = {
     "dag-json": {DAG_JSON},
-    "json": {DAG_JSON, JSON},
+    "json": {DAG_JSON, JSON, RAW},
     "dag-cbor": {DAG_CBOR},
-    "cbor": {DAG_CBOR, CBOR},
+    "cbor": {DAG_CBOR, CBOR, RAW},
 }
+#: A file whose name says nothing of its type is checked for JSON up to this size.
+SNIFF_JSON_BYTES = 64 << 10
 #: What a block of these codecs is served as when no format is asked for.
 _NATIVE = {DAG_JSON: "dag-json", DAG_CBOR: "dag-cbor", JSON: "json", CBOR: "cbor"}
 #: Generated HTML may change with howto, so it is cached for a week, not forever.
@@ -309,6 +318,7 @@ class Wanted:
     fmt: str | None
     html: bool
     params: dict[str, str]
+    explicit: bool = False  # asked with ?format=, not only in Accept
 
 
 def _accept(header: str) -> list[tuple[str, dict[str, str]]]:
@@ -337,12 +347,12 @@ def negotiate(request: web.Request) -> Wanted:
     for media, params in _accept(request.headers.get("Accept", "")):
         if fmt is not None:
             if media == FORMATS[fmt]:
-                return Wanted(fmt, False, params)
+                return Wanted(fmt, False, params, True)
         elif media in _BY_TYPE:
             return Wanted(_BY_TYPE[media], False, params)
         elif media in ("text/html", "application/xhtml+xml"):
             return Wanted(None, True, {})
-    return Wanted(fmt, False, {})
+    return Wanted(fmt, False, {}, fmt is not None)
 
 
 def _etag_matches(request: web.Request, etag: str) -> bool:
@@ -544,6 +554,8 @@ class Gateway:
             return await self._car(request, resolver, path, target, headers, wanted.params)
         if fmt == "tar":
             return await self._tar(request, resolver, target, segments, headers)
+        if fmt in ("json", "cbor") and codec in (DAG_PB, RAW) and not wanted.explicit:
+            fmt = None  # "Accept: application/json" for a file: the file, typed as it is
         if fmt is not None:
             if codec not in _SERVES[fmt]:
                 raise web.HTTPNotAcceptable(
@@ -787,7 +799,10 @@ class Gateway:
             raise web.HTTPNotAcceptable(text="not a UnixFS file: ask for format=raw or car\n")
         size = resolver.size(target)
         name = segments[-1] if segments else ""
-        headers["Content-Type"] = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        kind = mimetypes.guess_type(name)[0]
+        if kind is None:
+            kind = await asyncio.to_thread(_sniff, resolver, target, size)
+        headers["Content-Type"] = kind
         shown = name if request.query.get("download") == "true" else None
         if (value := disposition(request, shown or None, False)) is not None:
             headers["Content-Disposition"] = value
@@ -807,6 +822,25 @@ class Gateway:
         entries = await asyncio.to_thread(resolver.ls, target.cid)
         page = _listing_page(request.rel_url.raw_path, entries, target.cid)
         return web.Response(text=page, content_type="text/html", headers=headers)
+
+
+def _sniff(resolver: Resolver, target: Block, size: int) -> str:
+    """The type of a file whose name says nothing: JSON (when small enough to check
+    whole), UTF-8 text, or bytes."""
+    head = b"".join(resolver.read(target, 0, min(size, 512)))
+    if size <= SNIFF_JSON_BYTES and head.lstrip()[:1] in (b"{", b"["):
+        try:
+            json.loads(resolver.cat(target.cid))
+            return "application/json"
+        except ValueError:
+            pass
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=size <= 512)
+    except UnicodeDecodeError:
+        return "application/octet-stream"
+    if text and all(c.isprintable() or c in "\t\n\r\f" for c in text):
+        return "text/plain; charset=utf-8"
+    return "application/octet-stream"
 
 
 def _records_for(source: BlockSource) -> RecordStore:
