@@ -1137,26 +1137,41 @@ def _(gw: Served) -> None:
     assert (r.status, r.body) == (200, gw.data(CACHE, "root2", "root3"))
 
 
-@case("path IPNS", "DAG-JSON and DAG-CBOR under a name, as under /ipfs")
-def _(gw: Served) -> None:
-    for name, fixture, kind in [
-        (
-            "k51qzi5uqu5dhjghbwdvbo6mi40htrq6e2z4pwgp15pgv3ho1azvidttzh8yy2",
-            "dag-json-traversal",
-            "json",
-        ),
-        (
-            "k51qzi5uqu5dghjous0agrwavl8vzl64xckoqzwqeqwudfr74kfd11zcyk3b7l",
-            "dag-cbor-traversal",
-            "cbor",
-        ),
-    ]:
-        assert gw.get(f"/ipns/{name}").body == gw.data(fixture)
-        r = gw.get(f"/ipns/{name}?format=dag-{kind}")
-        assert r.body == gw.data(fixture)
+def _dag_under_a_name(kind: str) -> None:
+    name = {
+        "json": "k51qzi5uqu5dhjghbwdvbo6mi40htrq6e2z4pwgp15pgv3ho1azvidttzh8yy2",
+        "cbor": "k51qzi5uqu5dghjous0agrwavl8vzl64xckoqzwqeqwudfr74kfd11zcyk3b7l",
+    }[kind]
+    fixture = f"dag-{kind}-traversal"
+    label = f"DAG-{kind.upper()}"
+
+    @case("path IPNS", f"{label} under a name: the same bytes as under /ipfs")
+    def _(gw: Served) -> None:
+        assert gw.get(f"/ipns/{name}").body == gw.get(f"/ipfs/{gw.roots[fixture]}").body
+
+    @case("path IPNS", f"{label} under a name with format=: the same bytes as under /ipfs")
+    def _(gw: Served) -> None:
+        query = f"?format=dag-{kind}"
+        r = gw.get(f"/ipns/{name}{query}")
+        assert r.body == gw.get(f"/ipfs/{gw.roots[fixture]}{query}").body == gw.data(fixture)
+
+    @case("path IPNS", f"{label} under a name: headers")
+    def _(gw: Served) -> None:
+        r = gw.get(f"/ipns/{name}", {"Accept": f"application/vnd.ipld.dag-{kind}"})
         assert r.header("Content-Type") == f"application/vnd.ipld.dag-{kind}"
-        page = gw.get(f"/ipns/{name}/", {"Accept": "text/html"})
-        assert page.header("Content-Type").startswith("text/html") and b"</html>" in page.body
+        assert r.header("Etag") == f'"{gw.roots[fixture]}.dag-{kind}"'
+        assert r.header("X-Ipfs-Path") and r.header("X-Ipfs-Roots")
+
+    @case("path IPNS", f"{label} under a name: HTML preview")
+    def _(gw: Served) -> None:
+        r = gw.get(f"/ipns/{name}/", {"Accept": "text/html"})
+        assert r.status == 200 and r.header("Content-Type").startswith("text/html")
+        assert "DagIndex-" in r.header("Etag") and not r.header("Content-Disposition")
+        assert b"</html>" in r.body
+
+
+_dag_under_a_name("json")
+_dag_under_a_name("cbor")
 
 
 @pytest.mark.parametrize("group, name, check", CASES, ids=[f"{g}: {n}" for g, n, _ in CASES])
