@@ -161,6 +161,22 @@ def test_kubo_verbs(tmp_path, howto_repo):
     assert b"not a CID" in howto_cli("name", "publish", "/ipns/elsewhere").stderr
 
 
+def test_cat_and_ls_take_ipns_paths(tmp_path, howto_repo):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"named content\n")
+    root = add(folder, repo=Repo(howto_repo), cid_version=1, raw_leaves=True)
+    name = howto_cli("name", "publish", "-Q", f"/ipfs/{root}").stdout.decode().strip()
+    cat = howto_cli("--offline", "cat", f"/ipns/{name}/a.txt")
+    assert (cat.returncode, cat.stdout) == (0, b"named content\n"), cat.stderr
+    listed = howto_cli("--offline", "ls", f"ipns://{name}").stdout.decode()
+    assert listed.endswith(" a.txt\n")
+    missing = howto_cli(
+        "--offline", "cat", f"/ipns/{name_text(name_of(Ed25519PrivateKey.generate()))}"
+    )
+    assert missing.returncode == 1 and missing.stderr.decode().count("\n") == 1
+
+
 def test_ipns_urls_resolve_through_a_gateway(tmp_path, howto_repo, monkeypatch):
     """A reader with an empty repository: the record and the blocks come from a gateway,
     each checked; a forged record there is refused."""

@@ -32,11 +32,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
 
 
-def _cid_arg(text: str) -> tuple[CID, str]:
+def _cid_arg(text: str) -> tuple[CID | None, str]:
+    """``CID[/PATH]`` (or ``/ipfs/…``, ``ipfs://…``) as (CID, path); ``/ipns/NAME[/PATH]``
+    as (None, ``NAME/PATH``), resolved later, when the gateways are known."""
+    if text.startswith(("/ipns/", "ipns://")):
+        from .ipns import name_text, parse_name
+
+        name, _, path = text.removeprefix("/ipns/").removeprefix("ipns://").partition("/")
+        try:
+            return None, "/".join(filter(None, [name_text(parse_name(name)), path.strip("/")]))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     try:
         return parse_cid(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _target(args: argparse.Namespace) -> tuple[CID, str]:
+    """The CID and path a command names; an IPNS name through its newest valid record."""
+    cid, path = args.cid
+    if cid is not None:
+        return cid, path
+    from .ipns import resolve
+
+    name, _, rest = path.partition("/")
+    root, inner = parse_cid(resolve(name, default_chain(offline=args.offline)).value)
+    return root, "/".join(filter(None, [inner.strip("/"), rest]))
 
 
 def _port_arg(text: str) -> int:
@@ -81,7 +103,7 @@ def _reader(args: argparse.Namespace) -> DagReader:
 
 
 def _cmd_cat(args: argparse.Namespace) -> int:
-    cid, path = args.cid
+    cid, path = _target(args)
     out = sys.stdout.buffer
     for chunk in _reader(args).read(cid, path):
         out.write(chunk)
@@ -90,7 +112,7 @@ def _cmd_cat(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    cid, path = args.cid
+    cid, path = _target(args)
     for entry in _reader(args).ls(cid, path):
         if entry.kind == "directory":
             print(f"{entry.cid} - {entry.name}/")
@@ -100,7 +122,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    cid, path = args.cid
+    cid, path = _target(args)
     out = Path(args.output) if args.output else Path(path.rsplit("/", 1)[-1] or str(cid))
     written = get_tree(_reader(args), cid, path, out, progress=not args.quiet)
     if not args.quiet:
@@ -109,7 +131,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 
 def _cmd_dag_export(args: argparse.Namespace) -> int:
-    cid, path = args.cid
+    cid, path = _target(args)
     if sys.stdout.isatty():
         raise ValueError("refusing to write a CAR to a terminal: redirect it to a file")
     reader = _reader(args)
