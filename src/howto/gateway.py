@@ -298,8 +298,9 @@ _SERVES = {
     "dag-cbor": {DAG_CBOR},
     "cbor": {DAG_CBOR, CBOR, RAW},
 }
-#: A file whose name says nothing of its type is checked for JSON up to this size.
-SNIFF_JSON_BYTES = 64 << 10
+#: A file whose name says nothing of its type is looked at (JSON? text?) up to this size;
+#: a larger one is sent as bytes, its reply begun before any of its blocks is read.
+SNIFF_BYTES = 64 << 10
 #: What a block of these codecs is served as when no format is asked for.
 _NATIVE = {DAG_JSON: "dag-json", DAG_CBOR: "dag-cbor", JSON: "json", CBOR: "cbor"}
 #: Generated HTML may change with howto, so it is cached for a week, not forever.
@@ -800,9 +801,9 @@ class Gateway:
         size = resolver.size(target)
         name = segments[-1] if segments else ""
         kind = mimetypes.guess_type(name)[0]
-        if kind is None:
+        if kind is None and size <= SNIFF_BYTES:  # larger files start streaming at once
             kind = await asyncio.to_thread(_sniff, resolver, target, size)
-        headers["Content-Type"] = kind
+        headers["Content-Type"] = kind or "application/octet-stream"
         shown = name if request.query.get("download") == "true" else None
         if (value := disposition(request, shown or None, False)) is not None:
             headers["Content-Disposition"] = value
@@ -828,7 +829,7 @@ def _sniff(resolver: Resolver, target: Block, size: int) -> str:
     """The type of a file whose name says nothing: JSON (when small enough to check
     whole), UTF-8 text, or bytes."""
     head = b"".join(resolver.read(target, 0, min(size, 512)))
-    if size <= SNIFF_JSON_BYTES and head.lstrip()[:1] in (b"{", b"["):
+    if head.lstrip()[:1] in (b"{", b"["):
         try:
             json.loads(resolver.cat(target.cid))
             return "application/json"
