@@ -385,8 +385,10 @@ def apparatus_problems(md: Path) -> list[str]:
         problems.append("no exercise box")
     cells = jupytext.reads(exercise, fmt="md:myst").cells
     solutions = [
-        c for c in cells
-        if c.cell_type == "code" and "hide-cell" in c.metadata.get("tags", [])
+        c
+        for c in cells
+        if c.cell_type == "code"
+        and "hide-cell" in c.metadata.get("tags", [])
         and "assert " in c.source
     ]
     if not solutions:
@@ -407,8 +409,11 @@ def test_chapter_has_goals_exercise_summary_and_next(chapter):
 def test_exercise_solution_is_folded_and_was_run(book, chapter):
     """The solution is behind a toggle on the page, and the build executed it."""
     page = (book / f"{chapter}.html").read_text()
-    assert re.search(r'<details class="[^"]*hide[^"]*">\s*<summary[^>]*>\s*'
-                     r'<p class="collapsed admonition-title">Show a solution</p>', page)
+    assert re.search(
+        r'<details class="[^"]*hide[^"]*">\s*<summary[^>]*>\s*'
+        r'<p class="collapsed admonition-title">Show a solution</p>',
+        page,
+    )
     nb = nbformat.read(EXECUTED / f"{chapter}.ipynb", as_version=4)
     solutions = [c for c in nb.cells if "hide-cell" in c.metadata.get("tags", [])]
     assert solutions and all(c.execution_count for c in solutions)
@@ -480,8 +485,10 @@ def test_private_name_check_finds_underscore_names():
 
 #: Folders of the machine the book was built on (a reader's machine has other ones).  The
 #: fictional colleague's ``/Users/maria/...`` in chapter 1 is an example, not a leak.
-MACHINE_PATH = re.compile(r"(?<![\w.~$])/(home|root|tmp|work|usr|opt|var|srv|mnt)/|site-packages|"
-                          r"dist-packages|\.venv/")
+MACHINE_PATH = re.compile(
+    r"(?<![\w.~$])/(home|root|tmp|work|usr|opt|var|srv|mnt)/|site-packages|"
+    r"dist-packages|\.venv/"
+)
 LOOPBACK_PORT = re.compile(r"\b(127\.0\.0\.1|localhost|\[::1\]|0\.0\.0\.0):(\d+)")
 #: Fixed, documented ports (kubo's gateway) may be named; any other one changes per run.
 KNOWN_PORTS = {"8080"}

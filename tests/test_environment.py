@@ -174,7 +174,8 @@ def test_postbuild_makes_jupyterlab_open_chapters_as_notebooks(tmp_path):
     setting they write.
     """
     lines = [
-        line for line in (ROOT / "postBuild").read_text().splitlines()
+        line
+        for line in (ROOT / "postBuild").read_text().splitlines()
         if line.startswith("jupytext-config ")
     ]
     assert lines, "postBuild does not set JupyterLab's default viewer"

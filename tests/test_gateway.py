@@ -227,10 +227,14 @@ def test_etag_and_if_none_match(url, site):
 
 
 def test_cache_control_is_immutable(url, site):
-    for suffix in ("/hello.txt", "/hello.txt?format=raw", "/hello.txt?format=car", ""):
+    for suffix in ("/hello.txt", "/hello.txt?format=raw", "/hello.txt?format=car"):
         _, headers, _ = fetch(f"{url}/ipfs/{site.root}{suffix}")
         assert "immutable" in headers["Cache-Control"]
         assert "max-age=" in headers["Cache-Control"]
+    # A listing is HTML that howto generates: it may change with howto, so it is kept
+    # for a week rather than forever (path gateway spec, Cache-Control).
+    _, headers, _ = fetch(f"{url}/ipfs/{site.root}/")
+    assert headers["Cache-Control"] == "public, max-age=604800, stale-while-revalidate=2678400"
 
 
 def test_x_ipfs_path_and_one_root_per_segment(url, site):
@@ -472,3 +476,38 @@ def test_ipfsspec_open_zarr(url, site, plain_ipfsspec):
     assert type(fsspec.filesystem("ipfs", gateway_addr=url)) is ipfsspec.AsyncIPFSFileSystem
     got = xr.open_zarr(f"ipfs://{site.root}/data.zarr", storage_options={"gateway_addr": url})
     xr.testing.assert_identical(got.load(), site.dataset)
+
+
+# --- HEAD, for every kind of reply -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        "/",  # a listing
+        "/hello.txt",
+        "/big.bin?format=raw",
+        "/big.bin?format=car",
+        "?format=tar",
+        "/sub/nested.txt?format=tar",
+        "/big.bin?filename=a.bin&download=true",
+    ],
+)
+def test_head_answers_like_get_without_a_body(url, site, suffix):
+    """HEAD gives the status and headers GET would, and no body (path gateway spec)."""
+    address = f"{url}/ipfs/{site.root}{suffix}"
+    got = fetch(address)
+    status, headers, body = fetch(address, method="HEAD")
+    assert (status, body) == (got[0], b"") and status == 200
+    for name in ("Content-Type", "Etag", "X-Ipfs-Roots", "Cache-Control", "Content-Disposition"):
+        assert headers.get(name) == got[1].get(name), name
+
+
+def test_tar_of_a_folder_holds_its_files(url, site):
+    import tarfile
+
+    status, headers, body = fetch(f"{url}/ipfs/{site.root}/sub?format=tar")
+    assert status == 200 and headers["Content-Type"] == "application/x-tar"
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        files = {m.name: archive.extractfile(m).read() for m in archive if m.isfile()}
+    assert files == {f"{site.sub}/nested.txt": NESTED}

@@ -252,11 +252,26 @@ def test_satisfiable_ranges_are_206(files, spec, start, stop):
     assert headers["Content-Length"] == str(stop - start)
 
 
-@pytest.mark.parametrize("spec", ["items=0-4", "bytes=0-1,5-6", "bytes"])
+@pytest.mark.parametrize("spec", ["items=0-4", "bytes", "bytes=" + ",".join(["0-0"] * 65)])
 def test_ranges_the_gateway_may_ignore_give_the_whole_file(files, spec):
     url, cids = files
     status, headers, body = fetch(f"{url}/ipfs/{cids['text']}", {"Range": spec})
     assert (status, body, headers["Content-Length"]) == (200, TEXT, "20")
+
+
+def test_several_ranges_are_one_multipart_reply(files):
+    """RFC 9110, 14.6: each range that selects bytes becomes one part; the others drop."""
+    url, cids = files
+    status, headers, body = fetch(f"{url}/ipfs/{cids['text']}", {"Range": "bytes=0-1,5-6,90-"})
+    assert status == 206
+    kind, _, boundary = headers["Content-Type"].partition("; boundary=")
+    assert kind == "multipart/byteranges"
+    assert int(headers["Content-Length"]) == len(body)
+    parts = body.split(f"--{boundary}".encode())
+    assert parts[0] == b"" and parts[-1] == b"--\r\n"
+    got = [part.strip(b"\r\n").split(b"\r\n\r\n") for part in parts[1:-1]]
+    assert [data for _, data in got] == [TEXT[0:2], TEXT[5:7]]
+    assert b"Content-Range: bytes 5-6/20" in got[1][0]
 
 
 # --- honest dag import, CARv2 --------------------------------------------------------------
@@ -531,7 +546,10 @@ def test_listing_links_are_percent_encoded(tmp_path):
     with serve(repo) as url:
         status, _, page = fetch(f"{url}/ipfs/{root}/")
         assert status == 200
-        hrefs = [html.unescape(h) for h in re.findall(r'href="([^"]*)"', page.decode())]
+        every = [html.unescape(h) for h in re.findall(r'href="([^"]*)"', page.decode())]
+        for href in every:  # also the breadcrumb and each entry's CID link (?filename=…)
+            assert re.fullmatch(r"[A-Za-z0-9/%._~?=-]+", href), href
+        hrefs = [h for h in every if h.startswith(f"/ipfs/{root}/")]  # the names
         assert len(hrefs) == len(names)
         for href in hrefs:
             assert re.fullmatch(r"[A-Za-z0-9/%._~-]+", href), href  # nothing left unencoded

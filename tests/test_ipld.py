@@ -6,17 +6,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import urllib.error
-import urllib.request
 import warnings
-from collections.abc import Iterator, Mapping
 
 import dag_cbor
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from multiformats import CID
+from multiformats import CID, multihash
 from zarr.core.buffer import default_buffer_prototype
 
 from howto.car import CARError, read_car, write_car
@@ -445,45 +442,57 @@ def test_car_import_checks_completeness_and_is_atomic(howto_repo):
         IPLDStore({}).import_car(bytes(tampered))
 
 
-class GatewayBlocks(Mapping):
-    """Blocks fetched one by one from a trustless gateway (``format=raw``)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.fetched = 0
-
-    def __getitem__(self, cid: str) -> bytes:
-        self.fetched += 1
-        request = urllib.request.Request(
-            f"{self.url}/ipfs/{cid}?format=raw", headers={"Accept": "application/vnd.ipld.raw"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.read()
-        except urllib.error.HTTPError as exc:
-            raise KeyError(cid) from exc
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-def test_open_through_a_gateway(howto_repo):
+def test_open_zarr_through_a_gateway(howto_repo, tmp_path):
+    """``xr.open_zarr("ipfs://<root>")`` reads an IPLDStore dataset through any gateway,
+    with the verified file system, as it reads a UnixFS zarr folder."""
+    import howto.fs
     from howto.gateway import serve
 
     ds = sample_dataset()
-    root = write(ds, Repo(howto_repo), fmt=3)
-    with serve(Repo(howto_repo)) as url:
-        remote = GatewayBlocks(url)
-        store = open_store(root, remote)
-        assert store.read_only
-        xr.testing.assert_identical(open_dataset(root, remote).load(), ds)
-        remote.fetched = 0
-        flags = zarr.open_array(open_store(root, remote), path="flag", mode="r")[:]
-        assert (flags == ds.flag.values).all()
-        assert remote.fetched == 2  # the hierarchy block and the one chunk of "flag"
+    node = Repo(tmp_path / "node")
+    root = write(ds, node, fmt=2)
+    with serve(node) as url:
+        howto.fs.enable()
+        got = xr.open_zarr(
+            f"ipfs://{root}", consolidated=False, storage_options={"gateway_addr": url}
+        )
+        xr.testing.assert_identical(got.load(), ds)
+        fs = howto.fs.filesystem(gateway_addr=url)
+        assert fs.info(f"{root}/flag")["type"] == "directory"
+        assert json.loads(fs.cat(f"{root}/flag/.zarray"))["shape"] == list(ds.flag.shape)
+        with pytest.raises(FileNotFoundError):
+            fs.cat(f"{root}/no-such-array/.zarray")
+
+
+def test_reader_paths_through_dag_cbor(tmp_path):
+    """The shared reader (fs, command line) follows links inside DAG-CBOR, stops with 404
+    on a missing key and with PathNotSupportedError on a path ending inside a block."""
+    from howto.blocks import Chain
+    from howto.errors import NotFoundError, PathNotSupportedError
+    from howto.reader import DagReader
+
+    leaf = Repo(tmp_path / "r")
+    with leaf.transaction() as txn:
+        inner = dag_cbor.encode({"bar": {"hello": "this is not a link"}})
+        inner_cid = CID("base32", 1, "dag-cbor", multihash.digest(inner, "sha2-256"))
+        outer = dag_cbor.encode({"foo": {"link": inner_cid}})
+        outer_cid = CID("base32", 1, "dag-cbor", multihash.digest(outer, "sha2-256"))
+        txn.put(inner_cid, inner)
+        txn.put(outer_cid, outer)
+    reader = DagReader(Chain([leaf]))
+    assert reader.resolve(outer_cid, "foo/link") == [outer_cid, inner_cid]
+    from howto.fs import filesystem
+    from howto.gateway import serve
+
+    with serve(leaf) as url:  # the file system, through a gateway, with an empty repository
+        fs = filesystem(gateway_addr=url)
+        assert fs.cat(f"{outer_cid}/foo/link") == inner
+        with pytest.raises(FileNotFoundError):
+            fs.cat(f"{outer_cid}/foo/missing")
+    with pytest.raises(PathNotSupportedError):
+        reader.resolve(outer_cid, "foo/link/bar")
+    with pytest.raises(NotFoundError):
+        reader.resolve(outer_cid, "foo/missing")
 
 
 # -- section 3: metadata-only operations ---------------------------------------------

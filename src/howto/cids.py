@@ -20,6 +20,9 @@ from .errors import HashPolicyError, IntegrityError
 DAG_PB = 0x70
 RAW = 0x55
 DAG_CBOR = 0x71
+DAG_JSON = 0x0129
+JSON = 0x0200
+CBOR = 0x51
 SHA2_256 = 0x12
 IDENTITY = 0x00
 

@@ -32,11 +32,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
 
 
-def _cid_arg(text: str) -> tuple[CID, str]:
+def _cid_arg(text: str) -> tuple[CID | None, str]:
+    """``CID[/PATH]`` (or ``/ipfs/…``, ``ipfs://…``) as (CID, path); ``/ipns/NAME[/PATH]``
+    as (None, ``NAME/PATH``), resolved later, when the gateways are known."""
+    if text.startswith(("/ipns/", "ipns://")):
+        from .ipns import name_text, parse_name
+
+        name, _, path = text.removeprefix("/ipns/").removeprefix("ipns://").partition("/")
+        try:
+            return None, "/".join(filter(None, [name_text(parse_name(name)), path.strip("/")]))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     try:
         return parse_cid(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _target(args: argparse.Namespace) -> tuple[CID, str]:
+    """The CID and path a command names; an IPNS name through its newest valid record."""
+    cid, path = args.cid
+    if cid is not None:
+        return cid, path
+    from .ipns import resolve
+
+    name, _, rest = path.partition("/")
+    root, inner = parse_cid(resolve(name, default_chain(offline=args.offline)).value)
+    return root, "/".join(filter(None, [inner.strip("/"), rest]))
 
 
 def _port_arg(text: str) -> int:
@@ -81,7 +103,7 @@ def _reader(args: argparse.Namespace) -> DagReader:
 
 
 def _cmd_cat(args: argparse.Namespace) -> int:
-    cid, path = args.cid
+    cid, path = _target(args)
     out = sys.stdout.buffer
     for chunk in _reader(args).read(cid, path):
         out.write(chunk)
@@ -90,7 +112,7 @@ def _cmd_cat(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    cid, path = args.cid
+    cid, path = _target(args)
     for entry in _reader(args).ls(cid, path):
         if entry.kind == "directory":
             print(f"{entry.cid} - {entry.name}/")
@@ -100,7 +122,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
-    cid, path = args.cid
+    cid, path = _target(args)
     out = Path(args.output) if args.output else Path(path.rsplit("/", 1)[-1] or str(cid))
     written = get_tree(_reader(args), cid, path, out, progress=not args.quiet)
     if not args.quiet:
@@ -109,7 +131,7 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 
 def _cmd_dag_export(args: argparse.Namespace) -> int:
-    cid, path = args.cid
+    cid, path = _target(args)
     if sys.stdout.isatty():
         raise ValueError("refusing to write a CAR to a terminal: redirect it to a file")
     reader = _reader(args)
@@ -176,6 +198,99 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         threading.Event().wait()
     finally:
         server.stop()
+    return 0
+
+
+def _cmd_key_gen(args: argparse.Namespace) -> int:
+    from .ipns import KeyStore, name_text
+
+    print(name_text(KeyStore().generate(args.name)))
+    return 0
+
+
+def _cmd_key_list(args: argparse.Namespace) -> int:
+    from .ipns import KeyStore, name_text
+
+    for key, name in KeyStore().names().items():
+        print(f"{name_text(name)} {key}" if args.l else key)
+    return 0
+
+
+def _cmd_name_publish(args: argparse.Namespace) -> int:
+    from .errors import IpnsError, NotFoundError
+    from .ipns import (
+        DEFAULT_LIFETIME,
+        KeyStore,
+        RecordStore,
+        create_record,
+        name_of,
+        name_text,
+        parse_duration,
+    )
+
+    root, inner = parse_cid(args.path)  # only content paths, checked like any CID
+    value = "/ipfs/" + str(root) + (f"/{inner}" if inner else "")
+    key = KeyStore().load_or_generate(args.key)
+    name = name_of(key)
+    records = RecordStore()
+    try:
+        sequence = records.get(name).sequence + 1
+    except (NotFoundError, IpnsError):
+        sequence = 0
+    lifetime = parse_duration(args.lifetime) if args.lifetime else DEFAULT_LIFETIME
+    ttl = {"ttl": parse_duration(args.ttl)} if args.ttl else {}
+    records.put(create_record(key, value, sequence, lifetime, **ttl), name)
+    print(name_text(name) if args.quieter else f"Published to {name_text(name)}: {value}")
+    return 0
+
+
+def _cmd_name_resolve(args: argparse.Namespace) -> int:
+    from .ipns import resolve
+
+    print(resolve(args.name, default_chain(offline=args.offline)).value)
+    return 0
+
+
+def _cmd_name_inspect(args: argparse.Namespace) -> int:
+    from .dagjson import display
+    from .errors import IpnsError
+    from .ipns import inspect_record, verify_record
+
+    raw = Path(args.file).read_bytes()
+    for field, value in inspect_record(raw).items():
+        if isinstance(value, bytes) and field not in ("Value", "Validity"):
+            value = f"{len(value)} bytes"
+        elif isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, dict):
+            readable = {k: _text_or_bytes(v) for k, v in value.items()}
+            value = display(readable).replace("\n", "\n  ")
+        print(f"{field}: {value}")
+    if args.verify:
+        try:
+            record = verify_record(raw, args.verify)
+        except IpnsError as exc:
+            print(f"Valid for {args.verify}: no ({exc})")
+            return 1
+        print(f"Valid for {args.verify}: yes, until {record.validity:%Y-%m-%d %H:%M:%S} UTC")
+    return 0
+
+
+def _text_or_bytes(value: object) -> object:
+    """Bytes that are printable ASCII as text (a record's Value and Validity)."""
+    if isinstance(value, bytes) and value.isascii() and value.decode().isprintable():
+        return value.decode()
+    return value
+
+
+def _cmd_routing_put(args: argparse.Namespace) -> int:
+    from .ipns import RecordStore, name_text, parse_name
+
+    if not args.key.startswith("/ipns/"):
+        raise ValueError(f"only /ipns/ keys can be put, not {args.key!r}")
+    name = parse_name(args.key)
+    record = RecordStore().put(Path(args.file).read_bytes(), name)
+    print(f"stored the record for /ipns/{name_text(name)} (sequence {record.sequence})")
     return 0
 
 
@@ -263,6 +378,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--car", action="append", default=[], metavar="FILE", help="also serve")
     p.set_defaults(func=_cmd_serve)
 
+    key = sub.add_parser("key", help="make and list the keys that sign IPNS names")
+    key_sub = key.add_subparsers(dest="key_command", required=True)
+    p = key_sub.add_parser("gen", help="make an ed25519 key, print its IPNS name")
+    p.add_argument("name", help="the key's local name")
+    p.set_defaults(func=_cmd_key_gen)
+    p = key_sub.add_parser("list", help="list the keys")
+    p.add_argument("-l", action="store_true", help="show each key's IPNS name too")
+    p.set_defaults(func=_cmd_key_list)
+
+    name = sub.add_parser("name", help="publish, resolve and inspect IPNS names")
+    name_sub = name.add_subparsers(dest="name_command", required=True)
+    p = name_sub.add_parser("publish", help="sign a record pointing a name at /ipfs/CID")
+    p.add_argument("path", help="/ipfs/CID[/path] (or a bare CID)")
+    p.add_argument("-k", "--key", default="self", help="the key to sign with (default: self)")
+    p.add_argument("--lifetime", help="how long the record is valid, e.g. 24h (default 48h)")
+    p.add_argument("--ttl", help="how long readers may cache it, e.g. 5m (default 1h)")
+    p.add_argument("-Q", "--quieter", action="store_true", help="print the name only")
+    p.set_defaults(func=_cmd_name_publish)
+    p = name_sub.add_parser(
+        "resolve", help="the path a name points at, verified", parents=[network]
+    )
+    p.add_argument("name", help="k51… or /ipns/k51…")
+    p.set_defaults(func=_cmd_name_resolve)
+    p = name_sub.add_parser("inspect", help="show what a record file says")
+    p.add_argument("file", help="a record, as 'howto routing put' takes it")
+    p.add_argument("--verify", metavar="NAME", help="check the record against this name")
+    p.set_defaults(func=_cmd_name_inspect)
+
+    routing = sub.add_parser("routing", help="store records obtained elsewhere")
+    routing_sub = routing.add_subparsers(dest="routing_command", required=True)
+    p = routing_sub.add_parser("put", help="verify and keep an IPNS record for a name")
+    p.add_argument("key", help="/ipns/NAME")
+    p.add_argument("file", help="the record")
+    p.set_defaults(func=_cmd_routing_put)
+
     catalog = sub.add_parser("catalog", help="build and list IPFS catalog versions")
     catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
     p = catalog_sub.add_parser("build", help="add the classic catalog, print its root CID")
@@ -291,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         subcommand = next(
             (
                 getattr(args, f"{c}_command", None)
-                for c in ("dag", "catalog", "repo")
+                for c in ("dag", "catalog", "repo", "key", "name", "routing")
                 if getattr(args, f"{c}_command", None)
             ),
             None,

@@ -34,12 +34,24 @@ class HashPolicyError(IntegrityError, ValueError):
     too short or too long, or an identity CID too large (see ``howto.cids.check_cid``)."""
 
 
+class PathNotSupportedError(HowtoError, ValueError):
+    """A path that ends inside a DAG-CBOR or DAG-JSON block, on a value that is not a link
+    (a map, a list, a string…): IPLD pathing only stops on blocks (HTTP 501 at a gateway)."""
+
+
+class IpnsError(HowtoError, ValueError):
+    """An IPNS record that cannot be trusted: unsigned (V2), badly signed, expired, its
+    copies disagreeing, for another name, or not a record at all."""
+
+
 __all__ = [
     "CatalogError",
     "GatewayError",
     "GatewayTimeout",
     "HashPolicyError",
     "HowtoError",
+    "IpnsError",
     "IntegrityError",
     "NotFoundError",
+    "PathNotSupportedError",
 ]

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import weakref
+from typing import TYPE_CHECKING
 
 import aiohttp
 import fsspec
@@ -24,8 +26,9 @@ from fsspec.asyn import AsyncFileSystem, sync_wrapper
 from fsspec.spec import AbstractBufferedFile
 from multiformats import CID
 
-from .cids import RAW, cid_text, parse_cid
-from .errors import GatewayTimeout, NotFoundError
+from . import ipns
+from .cids import DAG_CBOR, DAG_JSON, RAW, cid_text, parse_cid
+from .errors import GatewayTimeout, NotFoundError, PathNotSupportedError
 from .gateways import configured_gateways
 from .reader import DagReader
 from .repo import default_repo_path
@@ -33,10 +36,20 @@ from .resolver import BlockCache
 from .sources import default_chain
 from .trustless import default_timeout
 
+if TYPE_CHECKING:
+    from .ipld.tree import Tree
+
 #: Path resolutions remembered per file system (then forgotten all at once).
 RESOLVED_PATHS = 1 << 16
 
-__all__ = ["GatewayTimeout", "IPFSFile", "VerifiedIPFSFileSystem", "enable", "filesystem"]
+__all__ = [
+    "GatewayTimeout",
+    "IPFSFile",
+    "VerifiedIPFSFileSystem",
+    "VerifiedIPNSFileSystem",
+    "enable",
+    "filesystem",
+]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -101,14 +114,45 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
             return []
         return [self.gateway_addr] if self.gateway_addr else configured_gateways()
 
+    def _zarr(self, name: str) -> tuple[Tree, list[str]] | None:
+        """For a path under a ``howto.ipld`` dataset (a DAG-CBOR root): its hierarchy and
+        the zarr key's parts, read as an ``IPLDStore`` would; else ``None``."""
+        root, subpath = _split(name)
+        if root.codec.code != DAG_CBOR:
+            return None
+        return self.reader().zarr_tree(root), [p for p in subpath.split("/") if p]
+
+    def _zarr_info(self, name: str, tree: Tree, parts: list[str]) -> dict:
+        from .ipld.codec import Link
+
+        value = tree.lookup(parts) if parts else tree.node([])
+        if value is None:
+            raise FileNotFoundError(name)
+        if parts and tree.is_leaf(parts[-1], value):
+            size = len(tree.leaf_bytes(parts[-1], value))
+            cid = str(value.cid) if isinstance(value, Link) else name
+            return {"name": name, "size": size, "type": "file", "CID": cid}
+        return {"name": name, "size": 0, "type": "directory", "CID": name}
+
     def _info_now(self, path: str) -> dict:
         name = self._strip_protocol(path)
+        if (zarr := self._zarr(name)) is not None:
+            return self._zarr_info(name, *zarr)
         block, size, cids = self.reader().stat(*_split(name))
         kind = {"file": "file", "directory": "directory"}.get(block.kind, "other")
         return {"name": name, "size": size, "type": kind, "CID": str(cids[-1])}
 
     def _ls_now(self, path: str, detail: bool) -> list:
         name = self._strip_protocol(path)
+        if (zarr := self._zarr(name)) is not None:
+            tree, parts = zarr
+            node = tree.node(parts)
+            if node is None:
+                raise NotADirectoryError(name)
+            keys = [key for key, _ in tree.entries(node)]
+            if not detail:
+                return [f"{name}/{key}" for key in keys]
+            return [self._zarr_info(f"{name}/{key}", tree, [*parts, key]) for key in keys]
         root, subpath = _split(name)
         block = self.reader().stat(root, subpath)[0]
         if block.kind != "directory":
@@ -130,6 +174,19 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
     def _cat_now(self, path: str, start: int | None, end: int | None) -> bytes:
         reader = self.reader()
         path = self._strip_protocol(path)
+        if (zarr := self._zarr(path)) is not None:
+            tree, parts = zarr
+            value = tree.lookup(parts) if parts else None
+            if value is not None and tree.is_leaf(parts[-1], value):
+                return tree.leaf_bytes(parts[-1], value)[start:end]
+            # not a zarr key: a plain IPLD path through links, to the block it ends on
+            try:
+                resolver, cids = reader.locate(*_split(path))
+            except PathNotSupportedError as exc:  # it ends inside a block: nothing to read
+                raise FileNotFoundError(f"{path}: {exc}") from None
+            target = resolver.block(cids[-1])
+            if target.cid.codec.code in (DAG_CBOR, DAG_JSON):
+                return target.data[start:end]
         cids = self._resolved.get(path)
         if cids is not None and cids[-1].codec.code == RAW:
             return reader.chain.get(cids[-1])[start:end]  # a known leaf: fetched alone
@@ -193,6 +250,54 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         return self.info(path)["CID"]
 
 
+class VerifiedIPNSFileSystem(VerifiedIPFSFileSystem):
+    """``ipns://NAME/path``: the name's newest valid record (kept locally, or fetched from
+    the gateways and verified against the name), then the ``ipfs://`` path it points at.
+
+    A resolved name is remembered for at most ``NAME_SECONDS`` (or the record's TTL, when
+    shorter), so a long-running reader sees a new version soon after it is published.
+    """
+
+    protocol = "ipns"
+    NAME_SECONDS = 60.0
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._names: dict[str, tuple[float, str]] = {}
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        path = path[len("ipns://") :] if path.startswith("ipns://") else path
+        return path.removeprefix("/ipns/").strip("/")
+
+    def _target(self, path: str) -> tuple[str, str]:
+        """``NAME/rest`` → (``NAME/rest``, ``CID/inner/rest``) through a verified record."""
+        name = self._strip_protocol(path)
+        head, _, rest = name.partition("/")
+        now = time.monotonic()
+        known = self._names.get(head)
+        if known is None or known[0] < now:
+            record = ipns.resolve(head, self.reader().chain)
+            root, inner = parse_cid(record.value)
+            keep = min(self.NAME_SECONDS, record.ttl / 1e9)
+            known = self._names[head] = (now + keep, f"{root}/{inner}".strip("/"))
+        return name, f"{known[1]}/{rest}".strip("/")
+
+    def _info_now(self, path: str) -> dict:
+        name, target = self._target(path)
+        return {**super()._info_now(target), "name": name}
+
+    def _ls_now(self, path: str, detail: bool) -> list:
+        name, target = self._target(path)
+        entries = super()._ls_now(target, detail)
+        if not detail:
+            return [name + e[len(target) :] for e in entries]
+        return [{**e, "name": name + e["name"][len(target) :]} for e in entries]
+
+    def _cat_now(self, path: str, start: int | None, end: int | None) -> bytes:
+        return super()._cat_now(self._target(path)[1], start, end)
+
+
 class IPFSFile(AbstractBufferedFile):
     """A read-only file whose ranges are read through the verified file system."""
 
@@ -207,8 +312,10 @@ def _close_sessions(sessions: dict) -> None:
 
 
 def enable() -> None:
-    """Route ``ipfs://`` in this process through ``VerifiedIPFSFileSystem``."""
+    """Route ``ipfs://`` in this process through ``VerifiedIPFSFileSystem``, and
+    ``ipns://`` through ``VerifiedIPNSFileSystem``."""
     fsspec.register_implementation("ipfs", VerifiedIPFSFileSystem, clobber=True)
+    fsspec.register_implementation("ipns", VerifiedIPNSFileSystem, clobber=True)
 
 
 def filesystem(**options: object) -> VerifiedIPFSFileSystem:

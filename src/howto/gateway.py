@@ -1,37 +1,66 @@
 """The embedded IPFS HTTP gateway (aiohttp), serving blocks by CID on loopback only.
 
-It follows the path gateway and trustless gateway specs (ipfs/specs, http-gateways):
-``GET``/``HEAD /ipfs/{cid}[/{path}]`` returns UnixFS files as bytes (with ``Range``),
-directories as an HTML listing, a single block with ``format=raw``, or a CAR with
-``format=car`` and ``dag-scope=block|entity|all`` (``entity-bytes`` too).  Only content
-reached from a CID is served: there is no way to name a file on this machine.
+It follows the path gateway and trustless gateway specs (ipfs/specs, http-gateways).
+``GET``/``HEAD /ipfs/{cid}[/{path}]`` gives UnixFS files as bytes (single and multiple
+``Range``), directories as an HTML listing (or their ``index.html``), DAG-CBOR, DAG-JSON,
+JSON and CBOR blocks as stored (an HTML preview for browsers), and, asked for with
+``?format=`` or ``Accept``: a single block (``raw``), a CAR (``car``, with ``dag-scope``,
+``entity-bytes`` and the ``order``/``dups`` parameters), a tar archive (``tar``).  Paths
+go through UnixFS folders and through DAG-CBOR and DAG-JSON links.  ``/ipns/{name}/…``
+serves what a verified IPNS record points at, and ``?format=ipns-record`` the record.
+Only content reached from a CID or a signed name is served: there is no way to name a
+file on this machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import functools
 import html
+import json
 import logging
 import mimetypes
 import re
+import secrets
 import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from aiohttp import web
 from multiformats import CID
 
-from .blocks import BlockSource
+from . import tar
+from .blocks import BlockSource, Chain
 from .car import encode_header, section_head
-from .cids import RAW, cid_text, parse_cid, to_cid
+from .cids import (
+    CBOR,
+    DAG_CBOR,
+    DAG_JSON,
+    DAG_PB,
+    JSON,
+    RAW,
+    cid_bytes,
+    cid_text,
+    parse_cid,
+    to_cid,
+)
+from .dagjson import display
 from .dagpb import UnixFSType
-from .errors import GatewayError, IntegrityError, NotFoundError
-from .repo import default_repo_path
-from .resolver import Block, BlockCache, Resolver, as_cid
+from .errors import (
+    GatewayError,
+    IntegrityError,
+    IpnsError,
+    NotFoundError,
+    PathNotSupportedError,
+)
+from .ipns import RECORD_TYPE, RecordStore, inspect_record, name_text, parse_name
+from .repo import Repo, default_repo_path
+from .resolver import Block, BlockCache, Resolver, as_cid, decode_ipld
 from .sources import local_chain
 from .trustless import CAR_TYPE, RAW_TYPE
 
@@ -111,12 +140,12 @@ def _root(text: str) -> CID:
     return parse_cid(text)[0]
 
 
-def _headers(root: CID, segments: list[str], cids: list[CID]) -> dict[str, str]:
-    """The headers every answer for ``/ipfs/root/segments`` carries."""
+def _headers(shown_path: str, cids: list[CID], cache: str = IMMUTABLE) -> dict[str, str]:
+    """The headers every answer for ``shown_path`` (the request's path) carries."""
     return {
-        "X-Ipfs-Path": "/ipfs/" + "/".join([cid_text(root), *segments]),
+        "X-Ipfs-Path": shown_path,
         "X-Ipfs-Roots": ",".join(cid_text(c) for c in cids),
-        "Cache-Control": IMMUTABLE,
+        "Cache-Control": cache,
         "Access-Control-Allow-Origin": "*",
         "X-Content-Type-Options": "nosniff",
     }
@@ -246,11 +275,143 @@ async def _started(request: web.Request, response: web.StreamResponse) -> None:
     request[_STARTED] = True
 
 
-class Gateway:
-    """Request handlers over one block source."""
+TAR_TYPE = "application/x-tar"
+IPNS_RECORD_TYPE = "application/vnd.ipfs.ipns-record"
+DAG_JSON_TYPE = "application/vnd.ipld.dag-json"
+DAG_CBOR_TYPE = "application/vnd.ipld.dag-cbor"
+#: ``?format=`` values and the media types that ask for the same in ``Accept``
+FORMATS = {
+    "raw": RAW_TYPE,
+    "car": CAR_TYPE,
+    "tar": TAR_TYPE,
+    "dag-json": DAG_JSON_TYPE,
+    "dag-cbor": DAG_CBOR_TYPE,
+    "json": "application/json",
+    "cbor": "application/cbor",
+    "ipns-record": IPNS_RECORD_TYPE,
+}
+_BY_TYPE = {media: fmt for fmt, media in FORMATS.items()}
+#: The codecs each IPLD format gives as stored: no conversion between codecs (IPIP-524).
+_SERVES = {
+    "dag-json": {DAG_JSON},
+    "json": {DAG_JSON, JSON, RAW},
+    "dag-cbor": {DAG_CBOR},
+    "cbor": {DAG_CBOR, CBOR, RAW},
+}
+#: A file whose name says nothing of its type is looked at (JSON? text?) up to this size;
+#: a larger one is sent as bytes, its reply begun before any of its blocks is read.
+SNIFF_BYTES = 64 << 10
+#: What a block of these codecs is served as when no format is asked for.
+_NATIVE = {DAG_JSON: "dag-json", DAG_CBOR: "dag-cbor", JSON: "json", CBOR: "cbor"}
+#: Generated HTML may change with howto, so it is cached for a week, not forever.
+LISTING_CACHE = "public, max-age=604800, stale-while-revalidate=2678400"
+#: Part of the Etag of generated pages: changes whenever their HTML does.
+PAGE_VERSION = "howto2"
+#: More ranges than this in one ``Range`` header are ignored (the whole file is sent).
+MAX_RANGES = 64
 
-    def __init__(self, source: BlockSource) -> None:
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a request asks for: a format (``None``: the content's own), HTML, and the
+    parameters of the chosen media type in ``Accept`` (``order``, ``dups``…)."""
+
+    fmt: str | None
+    html: bool
+    params: dict[str, str]
+    explicit: bool = False  # asked with ?format=, not only in Accept
+
+
+def _accept(header: str) -> list[tuple[str, dict[str, str]]]:
+    """Media types of an ``Accept`` header, most wanted first (``q=0`` left out)."""
+    items = []
+    for position, part in enumerate(header.split(",")):
+        media, *raw = [p.strip() for p in part.split(";")]
+        params = {}
+        for item in raw:
+            key, _, value = item.partition("=")
+            params[key.strip().lower()] = value.strip().strip('"')
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 1.0
+        if media and q > 0:
+            items.append((-q, position, media.lower(), params))
+    return [(media, params) for _, _, media, params in sorted(items)]
+
+
+def negotiate(request: web.Request) -> Wanted:
+    """The representation asked for: ``?format=`` wins over ``Accept``."""
+    fmt = request.query.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        raise web.HTTPBadRequest(text=f"unsupported format {fmt!r}\n")
+    for media, params in _accept(request.headers.get("Accept", "")):
+        if fmt is not None:
+            if media == FORMATS[fmt]:
+                return Wanted(fmt, False, params, True)
+        elif media in _BY_TYPE:
+            return Wanted(_BY_TYPE[media], False, params)
+        elif media in ("text/html", "application/xhtml+xml"):
+            return Wanted(None, True, {})
+    return Wanted(fmt, False, {}, fmt is not None)
+
+
+def _etag_matches(request: web.Request, etag: str) -> bool:
+    """``If-None-Match`` (RFC 9110, 13.1.2): a list of tags or ``*``, compared weakly."""
+    header = request.headers.get("If-None-Match")
+    if header is None:
+        return False
+    ours = etag.removeprefix("W/")
+    return any(t == "*" or t.removeprefix("W/") == ours for t in map(str.strip, header.split(",")))
+
+
+def disposition(request: web.Request, name: str | None, attachment: bool) -> str | None:
+    """``Content-Disposition`` for ``?filename=`` (else ``name``) and ``?download=true``:
+    an ASCII ``filename`` for every client and, when the name is not ASCII, a UTF-8
+    ``filename*`` as RFC 6266 describes."""
+    name = request.query.get("filename") or name
+    if not name:
+        return None
+    kind = "attachment" if attachment or request.query.get("download") == "true" else "inline"
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    value = f'{kind}; filename="{fallback}"'
+    if fallback != name:
+        value += f"; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"
+    return value
+
+
+def _ranges(header: str, size: int) -> list[tuple[int, int]] | Literal["unsatisfiable"] | None:
+    """Every range of a ``Range`` header that selects bytes: ``None`` to send the whole
+    content (another unit, too many ranges), ``"unsatisfiable"`` when none selects any."""
+    unit, equals, specs = header.partition("=")
+    if not equals or unit.strip().lower() != "bytes":
+        return None
+    parts = specs.split(",")
+    if len(parts) > MAX_RANGES:
+        return None
+    chosen = []
+    for part in parts:
+        selected = _byte_range(f"bytes={part}", size)
+        if selected is None:
+            return None
+        if selected != "unsatisfiable":
+            chosen.append(selected)
+        elif not _RANGE_SPEC.fullmatch(part.strip()) or not part.strip("- \t"):
+            return "unsatisfiable"  # not a byte range at all
+    return chosen or "unsatisfiable"
+
+
+def _only_if_cached(request: web.Request) -> bool:
+    cache = request.headers.get("Cache-Control", "")
+    return "only-if-cached" in [d.strip().lower() for d in cache.split(",")]
+
+
+class Gateway:
+    """Request handlers over one block source (and the IPNS records of a repository)."""
+
+    def __init__(self, source: BlockSource, records: RecordStore | None = None) -> None:
         self.source = source
+        self.records = records if records is not None else _records_for(source)
         self.cache = BlockCache()  # decoded directory and file nodes, shared by requests
 
     def app(self) -> web.Application:
@@ -258,12 +419,15 @@ class Gateway:
         app.on_response_prepare.append(_started)
         app.router.add_route("GET", "/ipfs/{tail:.*}", self.handle)
         app.router.add_route("HEAD", "/ipfs/{tail:.*}", self.handle)
+        app.router.add_route("GET", "/ipns/{tail:.*}", self.handle_ipns)
+        app.router.add_route("HEAD", "/ipns/{tail:.*}", self.handle_ipns)
         app.router.add_get("/", self.index)
         return app
 
     async def index(self, request: web.Request) -> web.Response:
         return web.Response(
-            text="howto gateway: GET /ipfs/{cid}[/{path}] (format=raw|car)\n",
+            text="howto gateway: GET /ipfs/{cid}[/{path}] (format=raw|car|tar|dag-json|…), "
+            "/ipns/{name}[/{path}] (format=ipns-record)\n",
             content_type="text/plain",
         )
 
@@ -278,23 +442,96 @@ class Gateway:
             raise web.HTTPBadRequest(text="relative path segments are not allowed\n")
         return root, segments
 
-    @staticmethod
-    def _format(request: web.Request) -> str:
-        fmt = request.query.get("format")
-        if fmt is not None:
-            if fmt not in ("raw", "car"):
-                raise web.HTTPBadRequest(text=f"unsupported format {fmt!r}\n")
-            return fmt
-        accept = request.headers.get("Accept", "")
-        if RAW_TYPE in accept:
-            return "raw"
-        if CAR_TYPE in accept:
-            return "car"
-        return "unixfs"
-
     async def handle(self, request: web.Request) -> web.StreamResponse:
         root, segments = self._parse(request)
-        fmt = self._format(request)
+        wanted = negotiate(request)
+        if wanted.fmt == "ipns-record":
+            raise web.HTTPBadRequest(text="format=ipns-record is for /ipns/ names only\n")
+        return await self.serve(request, root, segments, wanted, request.rel_url.raw_path)
+
+    async def handle_ipns(self, request: web.Request) -> web.StreamResponse:
+        """``/ipns/NAME/…``: the content a verified record points at, or the record itself
+        (``format=ipns-record``, the trustless IPNS reply)."""
+        head, _, path = request.match_info["tail"].partition("/")
+        try:
+            name = parse_name(head)
+        except IpnsError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        if name_text(name) != head:  # one spelling per name: base36 CIDv1
+            location = f"/ipns/{name_text(name)}" + request.rel_url.raw_path[6 + len(head) :]
+            if request.rel_url.raw_query_string:
+                location += "?" + request.rel_url.raw_query_string
+            raise web.HTTPFound(location)
+        wanted = negotiate(request)
+        if wanted.fmt == "ipns-record":
+            return await self._record(request, name, head)
+        try:
+            record = await asyncio.to_thread(self.records.get, name)
+        except NotFoundError as exc:
+            raise web.HTTPNotFound(text=f"{exc}\n") from None
+        except IpnsError as exc:
+            raise web.HTTPBadGateway(text=f"/ipns/{head}: {exc}\n") from None
+        ttl = max(0, record.ttl // 1_000_000_000)
+        try:
+            root, inner = parse_cid(record.value)
+        except ValueError:
+            raise web.HTTPNotImplemented(
+                text=f"/ipns/{head} points at {record.value!r}, not at /ipfs/ content\n"
+            ) from None
+        segments = [s for s in f"{inner}/{path}".split("/") if s]
+        if any(s in (".", "..") for s in segments):
+            raise web.HTTPBadRequest(text="relative path segments are not allowed\n")
+        shown = request.rel_url.raw_path
+        return await self.serve(request, root, segments, wanted, shown, f"public, max-age={ttl}")
+
+    async def _record(self, request: web.Request, name: CID, head: str) -> web.Response:
+        """The record held for ``name``, as stored: like a raw block, it goes out unchecked,
+        because its reader must verify it against the name anyway (trustless IPNS)."""
+        try:
+            raw = await asyncio.to_thread(self.records.raw, name)
+        except NotFoundError as exc:
+            raise web.HTTPNotFound(text=f"{exc}\n") from None
+        try:
+            ttl = int(inspect_record(raw).get("Data", {}).get("TTL", 0)) // 1_000_000_000
+        except (IpnsError, ValueError, AttributeError, TypeError):
+            ttl = 0
+        headers = {
+            "Content-Type": RECORD_TYPE,
+            "Content-Disposition": disposition(request, f"{head}.ipns-record", True),
+            "Cache-Control": f"public, max-age={max(0, ttl)}",
+            "X-Ipfs-Path": request.rel_url.raw_path,
+            "Access-Control-Allow-Origin": "*",
+            "X-Content-Type-Options": "nosniff",
+            "Etag": f'"{cid_text(to_cid(cid_bytes(raw, RAW, 1)))}.ipns-record"',
+        }
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(raw))
+            return web.Response(headers=headers)
+        return web.Response(body=raw, headers=headers)
+
+    def _cached(self, root: CID, segments: list[str]) -> bool:
+        """Whether the path and its target are held here, without asking a gateway."""
+        source = self.source.local_only() if isinstance(self.source, Chain) else self.source
+        try:
+            cids = Resolver(source).resolve(root, "/".join(segments))
+            return source.has(cids[-1])
+        except NotFoundError:
+            return False
+
+    async def serve(
+        self,
+        request: web.Request,
+        root: CID,
+        segments: list[str],
+        wanted: Wanted,
+        shown_path: str,
+        cache: str = IMMUTABLE,
+    ) -> web.StreamResponse:
+        """The reply for ``root/segments``; ``shown_path`` is the ``X-Ipfs-Path``, and
+        ``cache`` the ``Cache-Control`` (an IPNS name changes: its record's TTL)."""
+        if _only_if_cached(request) and not await asyncio.to_thread(self._cached, root, segments):
+            raise web.HTTPPreconditionFailed(text="not held by this gateway (only-if-cached)\n")
+        fmt = wanted.fmt
         if fmt == "raw" and not segments:
             # One block named by its CID: nothing to resolve, so no worker thread either
             # (a block is at most a few MiB); the reader checks the hash.
@@ -302,32 +539,154 @@ class Gateway:
                 block = Block(root, self.source.get_unverified(root))
             except NotFoundError as exc:
                 raise web.HTTPNotFound(text=f"{exc}\n") from None
-            return await self._raw(request, block, _headers(root, segments, [root]))
-        resolver = _Recorder(self.source, self.cache, trustless=fmt != "unixfs")
+            return await self._raw(request, block, _headers(shown_path, [root], cache))
+        resolver = _Recorder(self.source, self.cache, trustless=fmt in ("raw", "car"))
         try:
             cids, target, path = await asyncio.to_thread(resolver.locate, root, segments)
         except NotFoundError as exc:
             raise web.HTTPNotFound(text=f"{exc}\n") from None
-        headers = _headers(root, segments, cids)
+        except PathNotSupportedError as exc:
+            raise web.HTTPNotImplemented(text=f"{exc}\n") from None
+        headers = _headers(shown_path, cids, cache)
+        codec = target.cid.codec.code
         if fmt == "raw":
             return await self._raw(request, target, headers)
         if fmt == "car":
-            return await self._car(request, resolver, path, target, headers)
+            return await self._car(request, resolver, path, target, headers, wanted.params)
+        if fmt == "tar":
+            return await self._tar(request, resolver, target, segments, headers)
+        if fmt in ("json", "cbor") and codec in (DAG_PB, RAW) and not wanted.explicit:
+            fmt = None  # "Accept: application/json" for a file: the file, typed as it is
+        if fmt is not None:
+            if codec not in _SERVES[fmt]:
+                raise web.HTTPNotAcceptable(
+                    text=f"{target.cid.codec.name} data cannot be given as {fmt}: "
+                    "ask for format=raw or car\n"
+                )
+            return await self._ipld(request, target, fmt, headers)
+        if codec in _NATIVE:
+            if wanted.html and codec in (DAG_JSON, DAG_CBOR):
+                return await self._ipld_page(request, resolver, target, headers)
+            return await self._ipld(request, target, _NATIVE[codec], headers)
+        if codec not in (DAG_PB, RAW):
+            raise web.HTTPNotAcceptable(
+                text=f"no plain form for {target.cid.codec.name}: ask for format=raw or car\n"
+            )
         return await self._unixfs(request, resolver, target, segments, headers)
+
+    async def _send(
+        self,
+        request: web.Request,
+        headers: dict,
+        size: int,
+        read: Callable[[int, int], Iterator[bytes]],
+        inline: bool,
+    ) -> web.StreamResponse:
+        """``size`` bytes of content, whole or the ranges asked for (one range: 206 with
+        ``Content-Range``; several: 206 ``multipart/byteranges``; none valid: 416)."""
+        headers["Accept-Ranges"] = "bytes"
+        chosen = None
+        if "Range" in request.headers:
+            chosen = _ranges(request.headers["Range"], size)
+            if chosen == "unsatisfiable":
+                headers["Content-Range"] = f"bytes */{size}"
+                headers.pop("Content-Type", None)
+                return web.Response(status=416, headers=headers)
+        if chosen and len(chosen) > 1:
+            return await self._multipart(request, headers, size, read, chosen)
+        start, end, status = 0, size, 200
+        if chosen:
+            (start, end), status = chosen[0], 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        headers["Content-Length"] = str(end - start)
+        response = web.StreamResponse(status=status, headers=headers)
+        await response.prepare(request)
+        if request.method == "GET" and end > start:
+            async for batch in _batches(read(start, end), len, inline):
+                for chunk in batch:
+                    await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def _multipart(
+        self,
+        request: web.Request,
+        headers: dict,
+        size: int,
+        read: Callable[[int, int], Iterator[bytes]],
+        chosen: list[tuple[int, int]],
+    ) -> web.StreamResponse:
+        boundary = secrets.token_hex(16)
+        kind = headers.pop("Content-Type", "application/octet-stream")
+        heads = [
+            (
+                f"--{boundary}\r\nContent-Type: {kind}\r\n"
+                f"Content-Range: bytes {start}-{end - 1}/{size}\r\n\r\n"
+            ).encode()
+            for start, end in chosen
+        ]
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        length = sum(map(len, heads)) + sum(e - s for s, e in chosen)
+        length += 2 * (len(chosen) - 1) + len(tail)
+        headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
+        headers["Content-Length"] = str(length)
+        response = web.StreamResponse(status=206, headers=headers)
+        await response.prepare(request)
+        if request.method == "GET":
+            for i, ((start, end), head) in enumerate(zip(chosen, heads, strict=True)):
+                await response.write((b"\r\n" if i else b"") + head)
+                async for batch in _batches(read(start, end), len, False):
+                    for chunk in batch:
+                        await response.write(chunk)
+            await response.write(tail)
+        await response.write_eof()
+        return response
 
     def _not_modified(self, request: web.Request, etag: str, headers: dict) -> bool:
         headers["Etag"] = etag
-        return etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]
+        return _etag_matches(request, etag)
 
-    async def _raw(self, request: web.Request, block: Block, headers: dict) -> web.Response:
+    async def _raw(self, request: web.Request, block: Block, headers: dict) -> web.StreamResponse:
         name = cid_text(block.cid)
         if self._not_modified(request, f'"{name}.raw"', headers):
             return web.Response(status=304, headers=headers)
-        headers["Content-Disposition"] = f'attachment; filename="{name}.bin"'
-        body = b"" if request.method == "HEAD" else block.data
-        if request.method == "HEAD":
-            headers["Content-Length"] = str(len(block.data))
-        return web.Response(body=body, content_type=RAW_TYPE, headers=headers)
+        headers["Content-Type"] = RAW_TYPE
+        headers["Content-Disposition"] = disposition(request, f"{name}.bin", True)
+        data = block.data
+        return await self._send(request, headers, len(data), _slice(data), True)
+
+    async def _ipld(
+        self, request: web.Request, block: Block, fmt: str, headers: dict
+    ) -> web.StreamResponse:
+        """A DAG-JSON, DAG-CBOR, JSON or CBOR block as stored, typed as asked."""
+        name = cid_text(block.cid)
+        if self._not_modified(request, f'"{name}.{fmt}"', headers):
+            return web.Response(status=304, headers=headers)
+        ext = "json" if fmt.endswith("json") else "cbor"
+        headers["Content-Type"] = FORMATS[fmt]
+        headers["Content-Disposition"] = disposition(request, f"{name}.{ext}", ext == "cbor")
+        data = block.data
+        return await self._send(request, headers, len(data), _slice(data), True)
+
+    async def _ipld_page(
+        self, request: web.Request, resolver: Resolver, block: Block, headers: dict
+    ) -> web.Response:
+        """A DAG-CBOR or DAG-JSON block shown as an HTML page, its links clickable."""
+        name = cid_text(block.cid)
+        headers["Cache-Control"] = LISTING_CACHE
+        if self._not_modified(request, f'"DagIndex-{PAGE_VERSION}_CID-{name}"', headers):
+            return web.Response(status=304, headers=headers)
+        text = html.escape(display(decode_ipld(block)))
+        for link in sorted({cid_text(c) for c in resolver.links(block)}, key=len, reverse=True):
+            anchor = f'<a href="/ipfs/{link}/">{link}</a>'
+            text = text.replace(f"&quot;{link}&quot;", f"&quot;{anchor}&quot;")
+        body = (
+            f"<h1>{block.cid.codec.name}</h1>"
+            f'<p class="cid"><a href="/ipfs/{name}?format=raw">{name}</a></p>'
+            f"<pre>{text}</pre>"
+        )
+        page = _page(f"/ipfs/{name}", body)
+        return web.Response(text=page, content_type="text/html", headers=headers)
 
     async def _car(
         self,
@@ -336,10 +695,18 @@ class Gateway:
         path: list[Block],
         target: Block,
         headers: dict,
+        params: dict[str, str],
     ) -> web.StreamResponse:
         scope = request.query.get("dag-scope", "all")
         if scope not in ("block", "entity", "all"):
             raise web.HTTPBadRequest(text=f"unsupported dag-scope {scope!r}\n")
+        version = params.get("version", "1")
+        order = request.query.get("car-order") or params.get("order", "dfs")
+        dups = request.query.get("car-dups") or params.get("dups", "n")
+        if version != "1" or order not in ("dfs", "unk") or dups not in ("y", "n"):
+            raise web.HTTPBadRequest(
+                text="CAR replies are version=1, order=dfs or unk, dups=y or n\n"
+            )
         entity_bytes = request.query.get("entity-bytes")
         byte_range = None
         if entity_bytes is not None:
@@ -347,11 +714,12 @@ class Gateway:
             if target.kind == "file":
                 byte_range = _entity_range(entity_bytes, resolver.size(target))
         name = cid_text(target.cid)
-        etag = f'"{name}.car.{scope}.{entity_bytes or ""}"'
+        etag = f'"{name}.car.{scope}.{entity_bytes or ""}.{order}.{dups}"'
         if self._not_modified(request, etag, headers):
             return web.Response(status=304, headers=headers)
-        headers["Content-Type"] = f"{CAR_TYPE}; version=1; order=dfs; dups=n"
-        headers["Content-Disposition"] = f'attachment; filename="{name}.car"'
+        headers["Content-Type"] = f"{CAR_TYPE}; version=1; order={order}; dups={dups}"
+        headers["Content-Disposition"] = disposition(request, f"{name}.car", True)
+        headers["Accept-Ranges"] = "none"
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
         if request.method == "HEAD":
@@ -361,18 +729,45 @@ class Gateway:
 
         async def send(block: Block) -> None:
             raw = bytes(block.cid)
-            if raw not in sent:
+            if dups == "y" or raw not in sent:
                 sent.add(raw)
                 await response.write(section_head(raw, len(block.data)))
                 await response.write(block.data)  # as stored: no copy into a section
 
         for block in path:
             await send(block)
-        blocks = _car_blocks(resolver, target, scope, byte_range)
+        blocks = _car_blocks(resolver, target, scope, byte_range, dups == "y")
         inline = scope == "block" or not resolver.links(target)  # nothing more to read
         async for batch in _batches(blocks, _block_size, inline):
             for block in batch:
                 await send(block)
+        await response.write_eof()
+        return response
+
+    async def _tar(
+        self,
+        request: web.Request,
+        resolver: Resolver,
+        target: Block,
+        segments: list[str],
+        headers: dict,
+    ) -> web.StreamResponse:
+        name = cid_text(target.cid)
+        if self._not_modified(request, f'W/"{name}.x-tar"', headers):
+            return web.Response(status=304, headers=headers)
+        try:
+            members = await asyncio.to_thread(tar.entries, resolver, target, name)
+        except tar.UnsafeNameError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        except ValueError as exc:
+            raise web.HTTPNotAcceptable(text=f"{exc}\n") from None
+        headers["Content-Type"] = TAR_TYPE
+        headers["Content-Disposition"] = disposition(request, f"{name}.tar", True)
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        if request.method == "GET":
+            async for batch in _batches(tar.stream(resolver, members), len, False):
+                await response.write(b"".join(batch))
         await response.write_eof()
         return response
 
@@ -384,48 +779,153 @@ class Gateway:
         segments: list[str],
         headers: dict,
     ) -> web.StreamResponse:
-        if self._not_modified(request, f'"{cid_text(target.cid)}"', headers):
-            return web.Response(status=304, headers=headers)
         if target.kind == "directory":
-            entries = await asyncio.to_thread(resolver.ls, target.cid)
-            base = urllib.parse.quote(request.path.rstrip("/"), safe="/")
-            rows = "".join(  # targets percent-encoded (a name may hold ?, # or %), then
-                # escaped for HTML like the names shown
-                f'<li><a href="{html.escape(base + "/" + urllib.parse.quote(e.name, safe=""))}">'
-                f"{html.escape(e.name)}</a> {e.size}</li>"
-                for e in entries
-            )
-            page = f"<!doctype html><title>{html.escape(request.path)}</title><ul>{rows}</ul>"
-            return web.Response(text=page, content_type="text/html", headers=headers)
+            index = await asyncio.to_thread(_index_html, resolver, target)
+            if not request.path.endswith("/"):
+                location = request.rel_url.raw_path + "/"
+                if request.rel_url.raw_query_string:
+                    location += "?" + request.rel_url.raw_query_string
+                raise web.HTTPMovedPermanently(location, headers=headers)
+            if index is None:
+                return await self._listing(request, resolver, target, headers)
+            # a web site: its index page stands for the folder, whose CID is the Etag
+            if self._not_modified(request, f'"{cid_text(target.cid)}"', headers):
+                return web.Response(status=304, headers=headers)
+            target = index
+            segments = [*segments, "index.html"]
+        elif self._not_modified(request, f'"{cid_text(target.cid)}"', headers):
+            return web.Response(status=304, headers=headers)
         if target.kind == "symlink":
             return web.Response(body=target.unixfs.data or b"", headers=headers)
         if target.kind != "file":
             raise web.HTTPNotAcceptable(text="not a UnixFS file: ask for format=raw or car\n")
         size = resolver.size(target)
         name = segments[-1] if segments else ""
-        headers["Content-Type"] = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        headers["Accept-Ranges"] = "bytes"
-        start, end, status = 0, size, 200
-        if "Range" in request.headers:
-            selected = _byte_range(request.headers["Range"], size)
-            if selected == "unsatisfiable":
-                headers["Content-Range"] = f"bytes */{size}"
-                return web.Response(status=416, headers=headers)
-            if selected is not None:
-                start, end = selected
-                status = 206
-                headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        headers["Content-Length"] = str(end - start)
-        response = web.StreamResponse(status=status, headers=headers)
-        await response.prepare(request)
-        if request.method == "GET" and end > start:
-            chunks = resolver.read(target, start, end - start)
-            inline = not resolver.links(target)  # a single block, already read
-            async for batch in _batches(chunks, len, inline):
-                for chunk in batch:
-                    await response.write(chunk)
-        await response.write_eof()
-        return response
+        kind = mimetypes.guess_type(name)[0]
+        if kind is None and size <= SNIFF_BYTES:  # larger files start streaming at once
+            kind = await asyncio.to_thread(_sniff, resolver, target, size)
+        headers["Content-Type"] = kind or "application/octet-stream"
+        shown = name if request.query.get("download") == "true" else None
+        if (value := disposition(request, shown or None, False)) is not None:
+            headers["Content-Disposition"] = value
+
+        def read(start: int, end: int) -> Iterator[bytes]:
+            return resolver.read(target, start, end - start)
+
+        return await self._send(request, headers, size, read, not resolver.links(target))
+
+    async def _listing(
+        self, request: web.Request, resolver: Resolver, target: Block, headers: dict
+    ) -> web.Response:
+        headers["Cache-Control"] = LISTING_CACHE
+        etag = f'"DirIndex-{PAGE_VERSION}_CID-{cid_text(target.cid)}"'
+        if self._not_modified(request, etag, headers):
+            return web.Response(status=304, headers=headers)
+        entries = await asyncio.to_thread(resolver.ls, target.cid)
+        page = _listing_page(request.rel_url.raw_path, entries, target.cid)
+        return web.Response(text=page, content_type="text/html", headers=headers)
+
+
+def _sniff(resolver: Resolver, target: Block, size: int) -> str:
+    """The type of a file whose name says nothing: JSON (when small enough to check
+    whole), UTF-8 text, or bytes."""
+    head = b"".join(resolver.read(target, 0, min(size, 512)))
+    if head.lstrip()[:1] in (b"{", b"["):
+        try:
+            json.loads(resolver.cat(target.cid))
+            return "application/json"
+        except ValueError:
+            pass
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=size <= 512)
+    except UnicodeDecodeError:
+        return "application/octet-stream"
+    if text and all(c.isprintable() or c in "\t\n\r\f" for c in text):
+        return "text/plain; charset=utf-8"
+    return "application/octet-stream"
+
+
+def _records_for(source: BlockSource) -> RecordStore:
+    """The records kept beside ``source``'s blocks: a repository's own, else the default
+    repository's."""
+    if isinstance(source, Repo):
+        return RecordStore(source.path)
+    return RecordStore()
+
+
+def _slice(data: bytes) -> Callable[[int, int], Iterator[bytes]]:
+    def read(start: int, end: int) -> Iterator[bytes]:
+        yield data[start:end]
+
+    return read
+
+
+def _index_html(resolver: Resolver, directory: Block) -> Block | None:
+    """The directory's ``index.html`` file, when it has one."""
+    try:
+        cid = resolver.resolve(directory.cid, "index.html")[-1]
+    except NotFoundError:
+        return None
+    block = resolver.block(cid)
+    return block if block.kind == "file" else None
+
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;"
+    "color:#222}table{border-collapse:collapse;width:100%}td{padding:.3rem .6rem;"
+    "border-bottom:1px solid #ddd;overflow-wrap:anywhere}td.size{text-align:right;"
+    "white-space:nowrap}.ipfs-hash,.cid{font-family:monospace;font-size:.85rem;color:#555}"
+    "pre{white-space:pre-wrap;overflow-wrap:anywhere}"
+)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body>{body}</body></html>"
+    )
+
+
+def _size_text(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def _listing_page(raw_path: str, entries: list, cid: CID) -> str:
+    """A directory listing: a breadcrumb of the path, then one row per entry with its
+    name, its size and its CID (which opens the entry alone, under its own name)."""
+    base = raw_path.rstrip("/")
+    parts = base.split("/")[2:]  # after "/ipfs" (or "/ipns")
+    namespace = base.split("/")[1] if base.count("/") >= 1 else "ipfs"
+    crumbs, href = [], f"/{namespace}"
+    for part in parts:
+        href += "/" + part
+        shown = html.escape(urllib.parse.unquote(part))
+        crumbs.append(f'<a href="{html.escape(href)}">{shown}</a>')
+    rows = []
+    if len(parts) > 1:
+        rows.append(f'<tr><td><a href="{html.escape(base)}/..">..</a></td><td></td><td></td></tr>')
+    for e in entries:
+        quoted = urllib.parse.quote(e.name, safe="")
+        target = html.escape(f"{base}/{quoted}")
+        name = cid_text(e.cid)
+        own = html.escape(f"/ipfs/{name}?filename={urllib.parse.quote(quoted, safe='')}")
+        size = _size_text(e.size) if e.kind == "file" else ""
+        rows.append(
+            f'<tr><td><a href="{target}">{html.escape(e.name)}</a></td>'
+            f'<td class="size">{size}</td>'
+            f'<td><a class="ipfs-hash" translate="no" href="{own}">{name}</a></td></tr>'
+        )
+    body = (
+        f"<h1>Index of /{namespace}/{'/'.join(crumbs)}</h1>"
+        f'<p class="cid">{cid_text(cid)}</p><table>{"".join(rows)}</table>'
+    )
+    return _page(urllib.parse.unquote(raw_path), body)
 
 
 def _block_size(block: Block) -> int:
@@ -433,13 +933,17 @@ def _block_size(block: Block) -> int:
 
 
 def _car_blocks(
-    resolver: Resolver, target: Block, scope: str, byte_range: tuple[int, int] | None
+    resolver: Resolver,
+    target: Block,
+    scope: str,
+    byte_range: tuple[int, int] | None,
+    dups: bool = False,
 ) -> Iterator[Block]:
     if byte_range is None:
         if scope == "block" or not resolver.links(target):
             yield target  # already read and checked: no need to read it again
         else:
-            yield from resolver.walk(target.cid, scope)
+            yield from resolver.walk(target.cid, scope, dups)
         return
     yield from _file_range_blocks(resolver, target, *byte_range)
 
@@ -475,8 +979,11 @@ def _range_children(
 class GatewayServer:
     """An aiohttp gateway on 127.0.0.1 running in a background thread."""
 
-    def __init__(self, source: BlockSource, port: int = 0) -> None:
+    def __init__(
+        self, source: BlockSource, port: int = 0, records: RecordStore | None = None
+    ) -> None:
         self.source = source
+        self.records = records
         self.port = port
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -508,7 +1015,7 @@ class GatewayServer:
 
     async def _start(self) -> None:
         self._runner = web.AppRunner(
-            Gateway(self.source).app(), access_log=None, logger=_server_log
+            Gateway(self.source, self.records).app(), access_log=None, logger=_server_log
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -527,12 +1034,15 @@ class GatewayServer:
 
 
 @contextmanager
-def serve(source: BlockSource | None = None, port: int = 0) -> Iterator[str]:
+def serve(
+    source: BlockSource | None = None, port: int = 0, records: RecordStore | None = None
+) -> Iterator[str]:
     """Run a gateway on loopback for the ``with`` block; yields its base URL.
 
-    It serves ``source``, by default the local blocks (never a configured gateway's).
+    It serves ``source``, by default the local blocks (never a configured gateway's), and
+    the IPNS records of ``records`` (by default those kept beside the blocks).
     """
-    server = GatewayServer(source if source is not None else local_chain(), port)
+    server = GatewayServer(source if source is not None else local_chain(), port, records)
     server.start()
     try:
         yield server.url
@@ -561,4 +1071,16 @@ def embedded_gateway_url() -> str:
         return server.url
 
 
-__all__ = ["CAR_TYPE", "RAW_TYPE", "Gateway", "GatewayServer", "embedded_gateway_url", "serve"]
+__all__ = [
+    "CAR_TYPE",
+    "FORMATS",
+    "RAW_TYPE",
+    "TAR_TYPE",
+    "Gateway",
+    "GatewayServer",
+    "Wanted",
+    "disposition",
+    "embedded_gateway_url",
+    "negotiate",
+    "serve",
+]

@@ -12,6 +12,7 @@ by hash from the root, whichever source sent it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from multiformats import CID
 
@@ -20,6 +21,9 @@ from .cids import RAW, to_cid
 from .errors import IntegrityError, NotFoundError
 from .resolver import Block, BlockCache, Entry, Resolver
 from .trustless import WINDOW_BYTES, CarReply, Received
+
+if TYPE_CHECKING:
+    from .ipld.tree import Tree
 
 
 class _Missing(Exception):
@@ -62,6 +66,7 @@ class DagReader:
         self.chain = chain
         self.cache = cache if cache is not None else BlockCache()
         self._local = Resolver(_LocalOnly(chain), self.cache)
+        self._trees: dict[CID, Tree] = {}
 
     def _with(self, reply: _Reply) -> Resolver:
         """A resolver over the local sources, ``reply``, then the gateways."""
@@ -87,15 +92,18 @@ class DagReader:
         """
         cids = [to_cid(root)]
         segments = [s for s in path.split("/") if s]
-        for i, segment in enumerate(segments):
+        used = 0
+        while used < len(segments):
             try:
-                cids.append(self._local.resolve(cids[-1], segment)[-1])
+                cid, used_now = self._local.step(cids[-1], segments, used)
             except _Missing:
-                rest = "/".join(segments[i:])
+                rest = "/".join(segments[used:])
                 reply = self._car(cids[-1], rest, scope)
                 resolver = self._with(_Reply(reply, f"the reply for {cids[-1]}/{rest}", False))
                 resolver.resolve(cids[-1], rest)  # caches the verified nodes on the way
                 return resolver, cids + reply.cids[1:]
+            cids.append(cid)
+            used = used_now
         if scope != "block" and not self.chain.has(cids[-1]) and self.chain.remote:
             reply = self._car(cids[-1], "", scope)
             return self._with(_Reply(reply, f"the reply for {cids[-1]}", False)), cids
@@ -147,6 +155,22 @@ class DagReader:
         where = f"the reply for bytes {start}-{stop - 1} of {target.cid}"
         resolver = Resolver(Chain([*self.chain.local, _Reply(reply, where, True)]), self.cache)
         return list(resolver.read(target, start, stop - start))
+
+    def zarr_tree(self, root: CID | str) -> Tree:
+        """The zarr hierarchy of a ``howto.ipld`` dataset (a DAG-CBOR root), read through
+        the chain: its blocks come from local sources first, then one by one from the
+        gateways, each checked against its CID."""
+        from .ipld.blocks import Blocks
+        from .ipld.codec import as_link
+        from .ipld.tree import Tree
+
+        cid = to_cid(root)
+        tree = self._trees.get(cid)
+        if tree is None:
+            if len(self._trees) >= 64:
+                self._trees.clear()
+            tree = self._trees[cid] = Tree(Blocks(self.chain), as_link(cid))
+        return tree
 
     def walk(self, root: CID | str, scope: str = "all") -> Iterator[Block]:
         """Every block of a DAG, depth-first (see ``Resolver.walk``), from any source."""

@@ -17,14 +17,18 @@ import dag_cbor
 from multiformats import CID
 
 from .blocks import BlockSource
-from .cids import DAG_CBOR, DAG_PB, RAW, to_cid
+from .cids import DAG_CBOR, DAG_JSON, DAG_PB, RAW, to_cid
+from .dagjson import decode as decode_dag_json
 from .dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
-from .errors import NotFoundError
+from .errors import NotFoundError, PathNotSupportedError
 from .hamt import shard_lookup_index
 
 #: A HAMT level consumes one byte of the 8-byte name hash (fanout 256), so no valid
 #: directory is deeper than this.
 HAMT_MAX_DEPTH = 8
+#: The most blocks one walk gives when it repeats duplicates (a DAG that links one block
+#: many times over grows exponentially when unfolded).
+MAX_WALK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -134,26 +138,60 @@ class Resolver:
         return block
 
     def resolve(self, root: CID | str, path: str = "") -> list[CID]:
-        """CIDs along ``path`` from ``root``: one per segment, the target last."""
+        """CIDs along ``path`` from ``root``, the target last: one per link followed (so
+        one per segment through UnixFS; through DAG-CBOR or DAG-JSON, several segments
+        may name keys inside one block before a link leads out of it)."""
         cids = [to_cid(root)]
-        for segment in [s for s in path.split("/") if s]:
-            cids.append(self._child(self.block(cids[-1]), segment, cids[0], path))
+        segments = [s for s in path.split("/") if s]
+        used = 0
+        while used < len(segments):
+            cid, used = self.step(cids[-1], segments, used, cids[0], path)
+            cids.append(cid)
         return cids
+
+    def step(
+        self,
+        cid: CID,
+        segments: list[str],
+        used: int,
+        root: CID | None = None,
+        path: str = "",
+    ) -> tuple[CID, int]:
+        """Follow ``segments[used:]`` from block ``cid`` to the next link: its CID and how
+        many segments are consumed then."""
+        block = self.block(cid)
+        if block.cid.codec.code in (DAG_CBOR, DAG_JSON):
+            return self._ipld_step(block, segments, used, root or block.cid, path)
+        return self._child(block, segments[used], root or block.cid, path), used + 1
+
+    def _ipld_step(
+        self, block: Block, segments: list[str], used: int, root: CID, path: str
+    ) -> tuple[CID, int]:
+        """Walk map keys (and list indexes) inside one DAG-CBOR or DAG-JSON block until a
+        link; a missing key is ``NotFoundError``, a path ending on another kind of value
+        ``PathNotSupportedError``."""
+        value = decode_ipld(block)
+        for i in range(used, len(segments)):
+            name = segments[i]
+            if isinstance(value, dict) and name in value:
+                value = value[name]
+            elif isinstance(value, list) and name.isdigit() and int(name) < len(value):
+                value = value[int(name)]
+            else:
+                raise NotFoundError(f"no link named {name!r} under {block.cid} (in {root}/{path})")
+            if isinstance(value, CID):
+                return to_cid(value), i + 1
+        kind = type(value).__name__
+        raise PathNotSupportedError(
+            f"/{'/'.join(segments[used:])} under {block.cid} is a {kind}, not a link: "
+            "IPLD paths end on blocks"
+        )
 
     def _child(self, block: Block, name: str, root: CID, path: str) -> CID:
         # The message is built only on failure: formatting CIDs is slow.
         def missing() -> NotFoundError:
             return NotFoundError(f"no link named {name!r} under {block.cid} (in {root}/{path})")
 
-        codec = block.cid.codec.code
-        if codec == DAG_CBOR:
-            value = _decode_cbor(block)
-            if not isinstance(value, dict) or name not in value:
-                raise missing()
-            value = value[name]
-            if not isinstance(value, CID):
-                raise NotFoundError(f"{name!r} under {block.cid} is not a link")
-            return to_cid(value)
         if block.node is None:
             raise missing()
         if block.unixfs is not None and block.unixfs.type == UnixFSType.HAMT_SHARD:
@@ -279,24 +317,30 @@ class Resolver:
         """All CIDs a block links to (dag-pb links or DAG-CBOR links), in order."""
         if block.node is not None:
             return [as_cid(link.hash) for link in block.node.links]
-        if block.cid.codec.code == DAG_CBOR:
-            return [to_cid(c) for c in _cbor_links(_decode_cbor(block))]
+        if block.cid.codec.code in (DAG_CBOR, DAG_JSON):
+            return [to_cid(c) for c in _cbor_links(decode_ipld(block))]
         return []
 
-    def walk(self, cid: CID | str, scope: str = "all") -> Iterator[Block]:
+    def walk(self, cid: CID | str, scope: str = "all", dups: bool = False) -> Iterator[Block]:
         """Blocks of a DAG depth-first, each once; ``scope`` as in the trustless gateway.
 
-        ``block``: just this block; ``entity``: a file's blocks, or a directory's own
-        node(s) with HAMT shards but not its children; ``all``: everything reachable.
+        ``block``: just this block; ``entity``: a file's blocks, a directory's own
+        node(s) with HAMT shards but not its children, or a DAG-CBOR or DAG-JSON block
+        alone; ``all``: everything reachable.  ``dups=True`` gives a block again each
+        time the walk meets it (a trustless ``dups=y`` reply), up to ``MAX_WALK`` blocks.
         """
         seen: set[bytes] = set()
         stack = [to_cid(cid)]
         top = True
+        given = 0
         while stack:
             current = stack.pop()
-            if bytes(current) in seen:
+            if bytes(current) in seen and not dups:
                 continue
             seen.add(bytes(current))
+            given += 1
+            if given > MAX_WALK:
+                raise ValueError(f"the DAG under {cid} repeats blocks past {MAX_WALK} visits")
             block = self.block(current)
             yield block
             if scope == "block":
@@ -308,6 +352,8 @@ class Resolver:
                     children = [as_cid(link.hash) for link in links if len(link.name) == 2]
                 else:
                     children = []
+            elif scope == "entity" and block.cid.codec.code in (DAG_CBOR, DAG_JSON):
+                children = []  # a document's entity is the document, not what it links to
             elif scope == "entity" and not top and block.kind != "file":
                 children = []
             top = False
@@ -332,13 +378,15 @@ def _cbor_links(value: object) -> Iterator[CID]:
 _DONE = object()
 
 
-def _decode_cbor(block: Block) -> object:
-    """A DAG-CBOR block decoded; ``ValueError`` (not ``RecursionError``) when it nests too
-    deeply for the decoder, which recurses once per level."""
+def decode_ipld(block: Block) -> object:
+    """A DAG-CBOR or DAG-JSON block decoded (links as ``CID``); ``ValueError`` (not
+    ``RecursionError``) when it nests too deeply for the decoder, which recurses per level."""
     try:
+        if block.cid.codec.code == DAG_JSON:
+            return decode_dag_json(block.data)
         return dag_cbor.decode(block.data)
     except RecursionError:
-        raise ValueError(f"DAG-CBOR block {block.cid} nests too deeply to decode") from None
+        raise ValueError(f"IPLD block {block.cid} nests too deeply to decode") from None
 
 
 def _shard(block: Block) -> Block:

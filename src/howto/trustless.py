@@ -33,6 +33,9 @@ from .resolver import BlockCache, Resolver
 
 RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"
+RECORD_TYPE = "application/vnd.ipfs.ipns-record"
+#: The largest IPNS record read (the IPNS record spec's limit).
+MAX_RECORD_BYTES = 10 * 1024
 DEFAULT_TIMEOUT = 30.0
 #: The largest block the trustless gateway spec asks clients to accept.
 MAX_BLOCK_BYTES = 2 << 20
@@ -151,14 +154,14 @@ class GatewayBlocks:
         return (type(self), (self.url, self.timeout))
 
     def _open(
-        self, target: str, accept: str, what: str, method: str = "GET"
+        self, target: str, accept: str, what: str, method: str = "GET", namespace: str = "ipfs"
     ) -> urllib3.BaseHTTPResponse:
         """Send the request; a reply that is not a plain 200 becomes a typed error."""
         for attempt in (1, 2):
             try:
                 response = self._http.request(
                     method,
-                    f"{self.url}/ipfs/{target}",
+                    f"{self.url}/{namespace}/{target}",
                     headers={"Accept": accept, "Accept-Encoding": "identity"},
                     preload_content=False,
                     decode_content=False,
@@ -273,6 +276,16 @@ class GatewayBlocks:
             return False
         response.release_conn()
         return True
+
+    def ipns_record(self, name: str) -> bytes:
+        """The IPNS record the gateway holds for ``name`` (trustless IPNS reply), at most
+        ``MAX_RECORD_BYTES``; the caller verifies it against the name."""
+        what = f"the record of /ipns/{name}"
+        response = self._open(f"{name}?format=ipns-record", RECORD_TYPE, what, namespace="ipns")
+        try:
+            return self._body(response, MAX_RECORD_BYTES, what).read_all()
+        finally:
+            response.release_conn()
 
     def car(
         self,

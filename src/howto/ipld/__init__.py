@@ -12,31 +12,13 @@ JSON documents are inlined, so ``root/a/.zarray/shape`` is an IPLD path (``tree.
 describes the layout and how large hierarchies are cut into blocks of at most 1 MiB).
 ``to_car()`` and ``import_car()`` move a dataset as one CARv1 file.
 
-Where the blocks live is the backend's business: ``howto.repo.Repo``, a ``dict``, or
-any ``Mapping`` from CIDv1 strings to bytes.  Reading through an HTTP gateway only needs
-a mapping that asks the gateway for single blocks (trustless gateway, ``format=raw``)::
+Where the blocks live is the backend's business: ``howto.repo.Repo``, a ``dict``, any
+``Mapping`` from CIDv1 strings to bytes, or a block chain that reaches gateways.  Readers
+elsewhere need none of this: with ``howto.fs.enable()`` (or after
+``howto.get_intake_catalog``), one line reads a dataset through any gateway, each block
+checked against its CID and only the blocks a read touches fetched::
 
-    class GatewayBlocks(collections.abc.Mapping):
-        def __init__(self, url):
-            self.url = url
-        def __getitem__(self, cid):
-            request = urllib.request.Request(f"{self.url}/ipfs/{cid}?format=raw",
-                                             headers={"Accept": "application/vnd.ipld.raw"})
-            try:
-                with urllib.request.urlopen(request) as response:
-                    return response.read()
-            except urllib.error.HTTPError as exc:
-                raise KeyError(cid) from exc
-        def __iter__(self):  # a gateway cannot list its blocks
-            return iter(())
-        def __len__(self):
-            return 0
-
-    ds = open_dataset(root, GatewayBlocks("http://127.0.0.1:8080"))
-
-The store checks every block against its CID, whatever the backend, so a gateway need
-not be trusted; a read-only mapping gives a read-only store, and only the blocks that
-a read touches are fetched.
+    ds = xr.open_zarr(f"ipfs://{root}")
 
 ``concat``, ``merge``, ``update_attrs`` and ``rename`` make new datasets from frozen
 ones by rewriting metadata only: the new root links the very same chunk blocks.

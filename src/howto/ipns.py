@@ -1,0 +1,445 @@
+"""IPNS: names that point at content, signed by a key (specs.ipfs.tech, IPNS record).
+
+A name is the publisher's public key: the CIDv1 (codec ``libp2p-key``) of the identity
+multihash of the key in libp2p's protobuf form, shown in base36 (``k51…``).  A record
+says what the name points at (``/ipfs/CID``), until when (an RFC 3339 date), and which
+version it is (a sequence number); its ``data`` field holds those values as DAG-CBOR and
+``signatureV2`` signs ``b"ipns-signature:" + data``.  Anyone holding the record can check
+it against the name alone, so a record may travel through any gateway.
+
+Validation follows IPIP-428: no ``signatureV2`` (a V1-only record), a V2 signature that
+does not verify, legacy V1 fields that disagree with the signed data, an expired record
+or one over 10 KiB are refused; the V1 signature is never looked at.  Of two valid
+records, the higher sequence wins.
+
+Keys (ed25519) and the records published or received are kept in the repository
+(``$HOWTO_REPO/keys`` and ``$HOWTO_REPO/ipns``), never next to the project.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dag_cbor
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from multiformats import CID, multibase, multihash
+
+from .dagpb import read_varint, varint
+from .errors import HowtoError, IpnsError, NotFoundError
+from .repo import default_repo_path
+
+__all__ = [
+    "DEFAULT_LIFETIME",
+    "MAX_RECORD_BYTES",
+    "RECORD_TYPE",
+    "KeyStore",
+    "Record",
+    "RecordStore",
+    "best",
+    "create_record",
+    "inspect_record",
+    "name_of",
+    "name_text",
+    "parse_duration",
+    "parse_name",
+    "resolve",
+    "verify_record",
+]
+
+#: The largest record implementations must handle (IPNS record spec, size limit).
+MAX_RECORD_BYTES = 10 * 1024
+RECORD_TYPE = "application/vnd.ipfs.ipns-record"
+SIGNATURE_PREFIX = b"ipns-signature:"
+LIBP2P_KEY = 0x72
+ED25519 = 1  # KeyType in libp2p's crypto protobuf
+EOL = 0  # the only ValidityType
+#: kubo's defaults for ``ipfs name publish``: valid 48 hours, cached for one hour.
+DEFAULT_LIFETIME = timedelta(hours=48)
+DEFAULT_TTL = timedelta(hours=1)
+
+
+# --- protobuf, by hand: the record has nine fields of two wire types ----------------------
+
+
+def _fields(data: bytes) -> dict[int, bytes | int]:
+    """Fields of a protobuf message (varints and length-delimited only; last one wins)."""
+    out: dict[int, bytes | int] = {}
+    pos = 0
+    while pos < len(data):
+        key, pos = read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            out[number], pos = read_varint(data, pos)
+        elif wire == 2:
+            length, pos = read_varint(data, pos)
+            if pos + length > len(data):
+                raise IpnsError("the record ends inside a field")
+            out[number], pos = data[pos : pos + length], pos + length
+        else:
+            raise IpnsError(f"unexpected protobuf wire type {wire} in field {number}")
+    return out
+
+
+def _encode(fields: Iterable[tuple[int, bytes | int]]) -> bytes:
+    out = bytearray()
+    for number, value in fields:
+        if isinstance(value, int):
+            out += varint(number << 3) + varint(value)
+        else:
+            out += varint(number << 3 | 2) + varint(len(value)) + value
+    return bytes(out)
+
+
+# --- names ------------------------------------------------------------------------------
+
+
+def _public_key_bytes(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def name_of(key: Ed25519PublicKey | Ed25519PrivateKey) -> CID:
+    """The IPNS name of a key: its libp2p protobuf form, inlined as an identity hash."""
+    if isinstance(key, Ed25519PrivateKey):
+        key = key.public_key()
+    proto = _encode([(1, ED25519), (2, _public_key_bytes(key))])
+    return CID("base36", 1, LIBP2P_KEY, multihash.wrap(proto, "identity"))
+
+
+def name_text(name: CID) -> str:
+    """A name as kubo shows it: base36, starting with ``k``."""
+    return name.encode("base36")
+
+
+def parse_name(text: str) -> CID:
+    """A name given as a CID (``k51…``, any base) or as a base58 peer ID (``12D3Koo…``,
+    or ``Qm…`` for keys that are hashed rather than inlined)."""
+    text = text.strip().removeprefix("/ipns/").removeprefix("ipns://").split("/")[0]
+    try:
+        cid = CID.decode(text)
+        if cid.version == 0:  # a base58 peer ID that hashes its key (RSA) reads as CIDv0
+            cid = CID("base36", 1, LIBP2P_KEY, cid.digest)
+    except Exception:
+        try:
+            digest = multibase.decode("z" + text)
+            cid = CID("base36", 1, LIBP2P_KEY, digest)
+        except Exception:
+            raise IpnsError(f"not an IPNS name: {text!r}") from None
+    if cid.codec.code != LIBP2P_KEY:
+        raise IpnsError(f"not an IPNS name: {text!r} is a {cid.codec.name} CID")
+    return cid.set(base="base36", version=1)
+
+
+def _public_key(name: CID, record_key: bytes | None) -> Ed25519PublicKey:
+    """The ed25519 key a name stands for (from the record's ``pubKey`` when the name
+    only hashes the key, which must then match)."""
+    code, digest = name.hashfun.code, bytes(name.raw_digest)
+    if code == 0x00:
+        proto = digest
+        if record_key is not None and record_key != proto:
+            raise IpnsError("the record's public key is not the name's")
+    elif record_key is not None:
+        if bytes(multihash.digest(record_key, code)) != bytes(name.digest):
+            raise IpnsError("the record's public key does not hash to the name")
+        proto = record_key
+    else:
+        raise IpnsError("the name hashes its key and the record does not include it")
+    fields = _fields(proto)
+    if fields.get(1) != ED25519 or not isinstance(fields.get(2), bytes):
+        raise IpnsError("only ed25519 keys are supported")
+    return Ed25519PublicKey.from_public_bytes(fields[2])
+
+
+# --- records ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    """A verified record: what the name points at, until when, which version."""
+
+    name: CID
+    value: str
+    sequence: int
+    validity: datetime
+    ttl: int  # nanoseconds
+    raw: bytes
+    has_v1: bool
+
+    @property
+    def path(self) -> str:
+        return self.value
+
+
+def _rfc3339(moment: datetime) -> bytes:
+    """A UTC time as Go's RFC3339Nano writes it (fraction without trailing zeros)."""
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return (text + "Z").encode()
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+
+
+def _parse_time(raw: bytes) -> datetime:
+    match = _RFC3339.fullmatch(raw.decode("ascii", "replace"))
+    if match is None:
+        raise IpnsError(f"validity {raw!r} is not an RFC 3339 time")
+    whole, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return moment + timedelta(microseconds=int((fraction or "0")[:6].ljust(6, "0")))
+
+
+def create_record(
+    key: Ed25519PrivateKey,
+    value: str,
+    sequence: int,
+    lifetime: timedelta = DEFAULT_LIFETIME,
+    ttl: timedelta = DEFAULT_TTL,
+    v1: bool = True,
+    now: datetime | None = None,
+) -> bytes:
+    """A signed record (V2, and with ``v1`` the legacy V1 fields and signature, which
+    older readers need; they repeat the signed data)."""
+    validity = _rfc3339((now or datetime.now(UTC)) + lifetime)
+    ttl_ns = int(ttl.total_seconds() * 1e9)
+    data = dag_cbor.encode(
+        {
+            "Value": value.encode(),
+            "Validity": validity,
+            "ValidityType": EOL,
+            "Sequence": sequence,
+            "TTL": ttl_ns,
+        }
+    )
+    fields: list[tuple[int, bytes | int]] = []
+    if v1:
+        v1_signature = key.sign(value.encode() + validity + b"EOL")
+        fields += [(1, value.encode()), (2, v1_signature), (3, EOL), (4, validity)]
+        fields += [(5, sequence), (6, ttl_ns)]
+    fields += [(8, key.sign(SIGNATURE_PREFIX + data)), (9, data)]
+    raw = _encode(fields)
+    if len(raw) > MAX_RECORD_BYTES:
+        raise IpnsError(f"the record would be {len(raw)} bytes, over {MAX_RECORD_BYTES}")
+    return raw
+
+
+def verify_record(raw: bytes, name: CID | str, now: datetime | None = None) -> Record:
+    """``raw`` checked as a record for ``name`` (IPIP-428); ``IpnsError`` when it is not."""
+    name = parse_name(name) if isinstance(name, str) else name
+    if len(raw) > MAX_RECORD_BYTES:
+        raise IpnsError(f"the record has {len(raw)} bytes, over {MAX_RECORD_BYTES}")
+    try:
+        fields = _fields(raw)
+    except (ValueError, IndexError) as exc:
+        raise IpnsError(f"not an IPNS record: {exc}") from None
+    signature, data = fields.get(8), fields.get(9)
+    if not isinstance(signature, bytes) or not signature or not isinstance(data, bytes) or not data:
+        raise IpnsError("the record has no V2 signature (V1-only records are refused)")
+    record_key = fields.get(7)
+    key = _public_key(name, record_key if isinstance(record_key, bytes) else None)
+    try:
+        key.verify(signature, SIGNATURE_PREFIX + data)
+    except InvalidSignature:
+        raise IpnsError("the V2 signature does not match the record's data") from None
+    try:
+        signed = dag_cbor.decode(data)
+    except Exception as exc:
+        raise IpnsError(f"the record's data is not DAG-CBOR: {exc}") from None
+    if not isinstance(signed, dict):
+        raise IpnsError("the record's data is not a map")
+    value, validity = signed.get("Value"), signed.get("Validity")
+    sequence, ttl = signed.get("Sequence", 0), signed.get("TTL", 0)
+    if not isinstance(value, bytes) or not isinstance(validity, bytes):
+        raise IpnsError("the record's data lacks Value or Validity")
+    if 2 in fields or 1 in fields:  # legacy copies must repeat the signed data
+        legacy = {1: value, 4: validity, 3: signed.get("ValidityType"), 5: sequence, 6: ttl}
+        for number, expected in legacy.items():
+            if fields.get(number, 0 if number in (3, 5, 6) else None) != expected:
+                raise IpnsError("the record's V1 fields disagree with its signed V2 data")
+    if signed.get("ValidityType") != EOL:
+        raise IpnsError("unknown validity type")
+    until = _parse_time(validity)
+    if until <= (now or datetime.now(UTC)):
+        raise IpnsError(f"the record expired on {until:%Y-%m-%d %H:%M} UTC")
+    try:
+        text = value.decode()
+    except UnicodeDecodeError:
+        raise IpnsError("the record's value is not text") from None
+    return Record(name, text, int(sequence), until, int(ttl), raw, 2 in fields)
+
+
+def inspect_record(raw: bytes) -> dict[str, object]:
+    """What a record says, unchecked (for ``howto name inspect``): its fields by name,
+    ``data`` decoded when it is DAG-CBOR."""
+    fields = _fields(raw)
+    names = {1: "Value", 2: "SignatureV1", 3: "ValidityType", 4: "Validity", 5: "Sequence"}
+    names.update({6: "TTL", 7: "PublicKey", 8: "SignatureV2", 9: "Data"})
+    shown: dict[str, object] = {names.get(n, f"field {n}"): v for n, v in sorted(fields.items())}
+    if isinstance(fields.get(9), bytes):
+        try:
+            shown["Data"] = dag_cbor.decode(fields[9])
+        except Exception:
+            pass
+    return shown
+
+
+def best(records: Iterable[Record]) -> Record | None:
+    """The newest of valid records for one name: the highest sequence (then the latest
+    validity), as the IPNS spec orders them."""
+    return max(records, key=lambda r: (r.sequence, r.validity), default=None)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
+
+
+def parse_duration(text: str) -> timedelta:
+    """A Go-style duration, as kubo's ``--lifetime`` takes it: ``24h``, ``90m``, ``1h30m``."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise ValueError(f"not a duration: {text!r} (use e.g. 24h, 30m or 1h30m)")
+    seconds = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return timedelta(seconds=sum(float(n) * seconds[u] for n, u in parts))
+
+
+def resolve(name: CID | str, chain: object = None, records: RecordStore | None = None) -> Record:
+    """The newest valid record for ``name``: the one kept locally, and those that the
+    chain's gateways hold (``format=ipns-record``), each verified; ``NotFoundError`` when
+    none can be had, ``IpnsError`` when the only ones found are invalid."""
+    name = parse_name(name) if isinstance(name, str) else name
+    records = records if records is not None else RecordStore()
+    found: list[Record] = []
+    failures: list[str] = []
+    refused = False
+    try:
+        found.append(records.get(name))
+    except NotFoundError:
+        pass
+    except IpnsError as exc:
+        failures.append(f"local record: {exc}")
+        refused = True
+    for source in getattr(chain, "remote", []):
+        fetch = getattr(source, "ipns_record", None)
+        if fetch is None:
+            continue
+        try:
+            found.append(verify_record(fetch(name_text(name)), name))
+        except IpnsError as exc:
+            failures.append(f"{source}: {exc}")
+            refused = True
+        except HowtoError as exc:  # not found, unreachable: the next source may have it
+            failures.append(f"{source}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+    newest = best(found)
+    if newest is not None:
+        return newest
+    said = "; ".join(failures) or "no record held here and no gateway to ask"
+    if refused:
+        raise IpnsError(f"no valid record for /ipns/{name_text(name)}: {said}")
+    raise NotFoundError(f"no record for /ipns/{name_text(name)}: {said}")
+
+
+# --- where keys and records live ----------------------------------------------------------
+
+
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class KeyStore:
+    """Private keys by name, in ``<repository>/keys`` (readable by their owner only)."""
+
+    def __init__(self, repo_path: Path | None = None) -> None:
+        self.path = (repo_path or default_repo_path()) / "keys"
+
+    def _file(self, name: str) -> Path:
+        if not _KEY_NAME.fullmatch(name):
+            raise ValueError(f"invalid key name {name!r}: letters, digits, '.', '_', '-'")
+        return self.path / name
+
+    def generate(self, name: str) -> CID:
+        """Make and keep a new ed25519 key; its IPNS name.  (``self`` is the key that
+        ``howto name publish`` uses when given none, made on first use.)"""
+        path = self._file(name)
+        if path.exists():
+            raise FileExistsError(f"key {name!r} already exists")
+        key = Ed25519PrivateKey.generate()
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.private_bytes_raw())
+        return name_of(key)
+
+    def load_or_generate(self, name: str) -> Ed25519PrivateKey:
+        """The key ``name``, made first when it does not exist (as kubo's ``self``)."""
+        if not self._file(name).exists():
+            try:
+                self.generate(name)
+            except FileExistsError:  # another process made it meanwhile
+                pass
+        return self.load(name)
+
+    def load(self, name: str) -> Ed25519PrivateKey:
+        try:
+            seed = self._file(name).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"no key named {name!r} (make one with 'howto key gen')") from None
+        return Ed25519PrivateKey.from_private_bytes(seed)
+
+    def names(self) -> dict[str, CID]:
+        """Every key's name and IPNS name."""
+        if not self.path.is_dir():
+            return {}
+        return {p.name: name_of(self.load(p.name)) for p in sorted(self.path.iterdir())}
+
+
+class RecordStore:
+    """The newest record known for each name, in ``<repository>/ipns``.
+
+    Records are kept as received and checked again on every read: a file changed on disk
+    is refused like any forged record.
+    """
+
+    def __init__(self, repo_path: Path | None = None) -> None:
+        self.path = (repo_path or default_repo_path()) / "ipns"
+
+    def file(self, name: CID) -> Path:
+        return self.path / f"{name_text(name)}.ipns-record"
+
+    def raw(self, name: CID) -> bytes:
+        """The stored record's bytes (unchecked); ``NotFoundError`` when there is none."""
+        try:
+            return self.file(name).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"no record for /ipns/{name_text(name)}") from None
+
+    def get(self, name: CID) -> Record:
+        """The stored record, verified."""
+        return verify_record(self.raw(name), name)
+
+    def put(self, raw: bytes, name: CID) -> Record:
+        """Keep ``raw`` when it is a valid record for ``name`` and newer than the one held;
+        an older or equal sequence is refused (``IpnsError``)."""
+        record = verify_record(raw, name)
+        try:
+            held = self.get(name)
+        except (NotFoundError, IpnsError):
+            held = None
+        if held is not None and held.raw != raw and best([held, record]) is held:
+            raise IpnsError(
+                f"a newer record (sequence {held.sequence}) is already held for "
+                f"/ipns/{name_text(name)}"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        temporary = self.path / f".{name_text(name)}.{os.getpid()}"
+        temporary.write_bytes(raw)
+        os.replace(temporary, self.file(name))
+        return record

@@ -1,0 +1,96 @@
+"""UnixFS as a tar stream, for the gateway's ``?format=tar`` (IPIP-288).
+
+``entries`` lists what the archive will hold, every name checked first: a name whose
+path, once ``..`` and ``.`` are resolved, is not inside the archive's top folder (or that
+is empty or absolute) could place a file anywhere the reader can write, so such a DAG is
+refused before a byte is sent.  Names that stay inside (``a/../b``) are kept, resolved.
+``stream`` then yields the archive (POSIX ustar headers, PAX records for long or
+non-ASCII names), reading file bytes as it goes.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from multiformats import CID
+
+from .resolver import Block, Resolver
+
+__all__ = ["TarEntry", "UnsafeNameError", "entries", "stream"]
+
+#: Date written for every entry: UnixFS 1.0 keeps no times, and a fixed date keeps the
+#: archive of a CID the same from one request to the next.
+MTIME = 0
+BLOCK = tarfile.BLOCKSIZE
+
+
+class UnsafeNameError(ValueError):
+    """A directory entry whose name would escape the archive's folder."""
+
+
+@dataclass(frozen=True)
+class TarEntry:
+    """One member of the archive: its path, what it is and, for files, its size."""
+
+    name: str
+    cid: CID
+    kind: str  # "file", "directory" or "symlink"
+    size: int = 0
+    target: str = ""
+
+
+def _joined(top: str, folder: str, name: str) -> str:
+    """``folder/name`` with ``..`` and ``.`` resolved, which must stay under ``top``."""
+    path = posixpath.normpath(f"{folder}/{name}")
+    if not name or name.startswith("/") or "\0" in name or not path.startswith(top + "/"):
+        raise UnsafeNameError(f"entry name {name!r} would leave the archive's folder")
+    return path
+
+
+def entries(resolver: Resolver, block: Block, name: str) -> list[TarEntry]:
+    """Every member under ``block`` (itself first, named ``name``), depth first."""
+    out: list[TarEntry] = []
+    stack = [(block, name)]
+    while stack:
+        block, path = stack.pop()
+        kind = block.kind
+        if kind == "file":
+            out.append(TarEntry(path, block.cid, "file", resolver.size(block)))
+        elif kind == "symlink":
+            target = (block.unixfs.data or b"").decode("utf-8", "replace")
+            out.append(TarEntry(path, block.cid, "symlink", target=target))
+        elif kind == "directory":
+            out.append(TarEntry(path, block.cid, "directory"))
+            children = resolver.ls(block.cid)
+            for entry in reversed(children):
+                child = resolver.block(entry.cid)
+                stack.append((child, _joined(name, path, entry.name)))
+        else:
+            raise ValueError(f"{block.cid} is not UnixFS: it has no place in a tar archive")
+    return out
+
+
+def _header(entry: TarEntry) -> bytes:
+    info = tarfile.TarInfo(entry.name + ("/" if entry.kind == "directory" else ""))
+    info.mtime = MTIME
+    if entry.kind == "directory":
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+    elif entry.kind == "symlink":
+        info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, entry.target
+    else:
+        info.type, info.mode, info.size = tarfile.REGTYPE, 0o644, entry.size
+    return info.tobuf(tarfile.PAX_FORMAT, encoding="utf-8", errors="strict")
+
+
+def stream(resolver: Resolver, members: list[TarEntry]) -> Iterator[bytes]:
+    """The archive of ``members``: headers, file bytes padded to 512, two empty blocks."""
+    for entry in members:
+        yield _header(entry)
+        if entry.kind == "file":
+            yield from resolver.read(entry.cid)
+            if entry.size % BLOCK:
+                yield b"\0" * (BLOCK - entry.size % BLOCK)
+    yield b"\0" * (2 * BLOCK)

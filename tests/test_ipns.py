@@ -1,0 +1,209 @@
+"""IPNS: records, keys and names, checked against the IPNS record spec and IPIP-428.
+
+Records are made here with fresh keys and checked by ``howto.ipns``; the spec's own test
+vectors (copied from the gateway conformance suite into tests/conformance/ipns) have known
+verdicts.  The command line runs as a subprocess, gateways on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import howto.fs
+from howto.add import add
+from howto.errors import IpnsError, NotFoundError
+from howto.gateway import serve
+from howto.ipns import (
+    KeyStore,
+    RecordStore,
+    create_record,
+    name_of,
+    name_text,
+    parse_duration,
+    parse_name,
+    resolve,
+    verify_record,
+)
+from howto.repo import Repo
+from howto.sources import default_chain
+
+VECTORS = Path(__file__).parent / "conformance" / "ipns"
+HOWTO = [sys.executable, "-m", "howto.cli"]
+EMPTY_RAW = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+# The spec's test vectors (IPNS record spec, "Test Vectors"): file suffix → the value a
+# valid record points at, or None for a record that must be refused.
+VERDICTS = {
+    "v1": None,
+    "v1-v2": "/ipfs/bafkqaddwgevxmmraojswg33smq",
+    "v1-v2-broken-v1-value": None,
+    "v1-v2-broken-signature-v2": None,
+    "v1-v2-broken-signature-v1": "/ipfs/bafkqahtwgevxmmrao5uxi2bamjzg623fnyqhg2lhnzqxi5lsmuqhmmi",
+    "v2": "/ipfs/bafkqadtwgiww63tmpeqhezldn5zgi",
+}
+
+
+def vector(kind: str) -> tuple[str, bytes]:
+    (path,) = VECTORS.glob(f"*_{kind}.ipns-record")
+    return path.stem.partition("_")[0], path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", sorted(VERDICTS))
+def test_spec_vectors(kind):
+    name, raw = vector(kind)
+    if VERDICTS[kind] is None:
+        with pytest.raises(IpnsError):
+            verify_record(raw, name)
+    else:
+        assert verify_record(raw, name).value == VERDICTS[kind]
+
+
+def test_a_record_made_here_verifies_with_and_without_v1():
+    key = Ed25519PrivateKey.generate()
+    name = name_of(key)
+    assert name_text(name).startswith("k51")
+    for v1 in (True, False):
+        record = verify_record(create_record(key, "/ipfs/bafkqaaa", 7, v1=v1), name_text(name))
+        assert (record.value, record.sequence, record.has_v1) == ("/ipfs/bafkqaaa", 7, v1)
+
+
+def test_forged_records_are_refused():
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    name = name_of(key)
+    raw = create_record(key, "/ipfs/bafkqaaa", 1)
+    with pytest.raises(IpnsError, match="signature"):  # signed by someone else
+        verify_record(create_record(other, "/ipfs/bafkqaaa", 1), name)
+    tampered = raw.replace(b"bafkqaaa", b"bafkqaab")  # the value changed in both copies
+    with pytest.raises(IpnsError):
+        verify_record(tampered, name)
+    with pytest.raises(IpnsError, match="expired"):
+        old = create_record(key, "/ipfs/bafkqaaa", 1, now=datetime.now(UTC) - timedelta(days=3))
+        verify_record(old, name)
+    with pytest.raises(IpnsError):
+        verify_record(b"\xff" * 20, name)
+    with pytest.raises(IpnsError, match="over"):
+        verify_record(raw + b"\0" * 11000, name)
+
+
+def test_names_in_every_spelling():
+    name = "k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8"
+    assert name_text(parse_name("12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK")) == name
+    assert name_text(parse_name(f"/ipns/{name}/a/b")) == name
+    with pytest.raises(IpnsError):
+        parse_name("bafkqaaa")  # a content CID, not a key
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    with pytest.raises(ValueError):
+        parse_duration("soon")
+
+
+def test_keys_stay_private_and_higher_sequences_win(tmp_path):
+    keys = KeyStore(tmp_path)
+    name = keys.generate("demo")
+    assert stat.S_IMODE(os.stat(tmp_path / "keys" / "demo").st_mode) == 0o600
+    assert name_of(keys.load("demo")) == name and keys.names() == {"demo": name}
+    with pytest.raises(FileExistsError):
+        keys.generate("demo")
+    with pytest.raises(ValueError):
+        keys.generate("../escape")
+    records = RecordStore(tmp_path)
+    key = keys.load("demo")
+    records.put(create_record(key, "/ipfs/bafkqaaa", 2), name)
+    with pytest.raises(IpnsError, match="newer"):
+        records.put(create_record(key, "/ipfs/bafkqaab", 1), name)
+    records.put(create_record(key, "/ipfs/bafkqaac", 3), name)
+    assert records.get(name).value == "/ipfs/bafkqaac"
+    records.file(name).write_bytes(records.raw(name)[:-1])  # damaged on disk
+    with pytest.raises(IpnsError):
+        records.get(name)
+
+
+def howto_cli(*args: str | Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*HOWTO, *map(str, args)], capture_output=True, env=env, timeout=120)
+
+
+def test_kubo_verbs(tmp_path, howto_repo):
+    made = howto_cli("key", "gen", "catalog")
+    assert made.returncode == 0, made.stderr
+    name = made.stdout.decode().strip()
+    assert not howto_cli("key", "gen", "catalog").returncode == 0
+    listed = howto_cli("key", "list", "-l").stdout.decode()
+    assert f"{name} catalog" in listed
+    published = howto_cli(
+        "name", "publish", "--key", "catalog", "--lifetime", "2h", "/ipfs/bafkqaaa"
+    )
+    assert published.stdout.decode() == f"Published to {name}: /ipfs/bafkqaaa\n"
+    again = howto_cli("name", "publish", "-k", "catalog", EMPTY_RAW)
+    assert again.returncode == 0, again.stderr
+    resolved = howto_cli("--offline", "name", "resolve", name)
+    assert resolved.stdout.decode() == f"/ipfs/{EMPTY_RAW}\n"
+    record_file = howto_repo / "ipns" / f"{name}.ipns-record"
+    inspected = howto_cli("name", "inspect", "--verify", name, record_file)
+    assert inspected.returncode == 0 and "Sequence: 1" in inspected.stdout.decode()
+    v1_name, _ = vector("v1")
+    v1_file = next(VECTORS.glob("*_v1.ipns-record"))
+    refused = howto_cli("name", "inspect", "--verify", v1_name, v1_file)
+    assert refused.returncode == 1 and "no V2 signature" in refused.stdout.decode()
+    refused = howto_cli("routing", "put", f"/ipns/{v1_name}", v1_file)
+    assert refused.returncode == 1
+    assert refused.stderr.decode().count("\n") == 1  # one line, no traceback
+    v2_name, _ = vector("v2")
+    put = howto_cli("routing", "put", f"/ipns/{v2_name}", next(VECTORS.glob("*_v2.ipns-record")))
+    assert put.returncode == 0
+    assert howto_cli("name", "resolve", v2_name).stdout.decode() == VERDICTS["v2"] + "\n"
+    assert b"not a CID" in howto_cli("name", "publish", "/ipns/elsewhere").stderr
+
+
+def test_cat_and_ls_take_ipns_paths(tmp_path, howto_repo):
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"named content\n")
+    root = add(folder, repo=Repo(howto_repo), cid_version=1, raw_leaves=True)
+    name = howto_cli("name", "publish", "-Q", f"/ipfs/{root}").stdout.decode().strip()
+    cat = howto_cli("--offline", "cat", f"/ipns/{name}/a.txt")
+    assert (cat.returncode, cat.stdout) == (0, b"named content\n"), cat.stderr
+    listed = howto_cli("--offline", "ls", f"ipns://{name}").stdout.decode()
+    assert listed.endswith(" a.txt\n")
+    missing = howto_cli(
+        "--offline", "cat", f"/ipns/{name_text(name_of(Ed25519PrivateKey.generate()))}"
+    )
+    assert missing.returncode == 1 and missing.stderr.decode().count("\n") == 1
+
+
+def test_ipns_urls_resolve_through_a_gateway(tmp_path, howto_repo, monkeypatch):
+    """A reader with an empty repository: the record and the blocks come from a gateway,
+    each checked; a forged record there is refused."""
+    publisher = tmp_path / "publisher"
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    (folder / "data.txt").write_bytes(b"version one\n")
+    repo = Repo(publisher)
+    root = add(folder, repo=repo, cid_version=1, raw_leaves=True)
+    key = KeyStore(publisher).load_or_generate("catalog")
+    name = name_of(key)
+    RecordStore(publisher).put(create_record(key, f"/ipfs/{root}", 0), name)
+    with serve(repo) as url:
+        record = resolve(name, default_chain(gateways=[url]))
+        assert record.value == f"/ipfs/{root}"
+        howto.fs.enable()
+        fs = howto.fs.VerifiedIPNSFileSystem(gateway_addr=url)
+        assert fs.cat(f"ipns://{name_text(name)}/data.txt") == b"version one\n"
+        assert fs.ls(f"{name_text(name)}", detail=False) == [f"{name_text(name)}/data.txt"]
+        # A forged record on the gateway: sent as stored (like a raw block), refused by
+        # the reader, and never served as content by the gateway itself.
+        forged = create_record(Ed25519PrivateKey.generate(), "/ipfs/bafkqaaa", 9)
+        RecordStore(publisher).file(name).write_bytes(forged)
+        with pytest.raises(IpnsError, match="signature"):
+            resolve(name, default_chain(gateways=[url]))
+        fresh = howto.fs.VerifiedIPNSFileSystem(gateway_addr=url, skip_instance_cache=True)
+        with pytest.raises(IpnsError):
+            fresh.cat(f"ipns://{name_text(name)}/data.txt")
+    with pytest.raises(NotFoundError):
+        resolve(name, default_chain(offline=True))
