@@ -19,7 +19,6 @@ import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Literal, TypeVar
 
 from aiohttp import web
@@ -30,7 +29,7 @@ from .car import encode_header, encode_section
 from .cids import RAW, cid_text, parse_cid, to_cid
 from .dagpb import UnixFSType
 from .errors import GatewayError, IntegrityError, NotFoundError
-from .repo import default_repo_path
+from .repo import default_repo_location
 from .resolver import Block, BlockCache, Resolver, as_cid
 from .sources import local_chain
 from .trustless import CAR_TYPE, RAW_TYPE
@@ -539,7 +538,7 @@ def serve(source: BlockSource | None = None, port: int = 0) -> Iterator[str]:
         server.stop()
 
 
-_embedded: dict[Path, GatewayServer] = {}  # repository path → its running gateway
+_embedded: dict[str, GatewayServer] = {}  # repository path → its running gateway
 _embedded_lock = threading.Lock()
 
 
@@ -550,7 +549,7 @@ def embedded_gateway_url() -> str:
     local blocks directly.  One per repository path, so that changing ``$HOWTO_REPO`` in a
     running process changes what is served, as it does for ``howto.repo.Repo()``.
     """
-    repo = default_repo_path()
+    repo = default_repo_location()
     with _embedded_lock:
         server = _embedded.get(repo)
         if server is None:
