@@ -343,6 +343,108 @@ def test_link_check_finds_broken_links(tmp_path):
     assert any("'gone'" in p for p in problems)
 
 
+# --- every chapter teaches the same way: goals first, an exercise, a summary, what next ----
+
+GOALS_BOX = re.compile(
+    r":::\{admonition\} In this chapter\n:class: chapter-goals\n(.*?)\n:::\n", re.S
+)
+CHAPTER_LINK = re.compile(r"\]\((\d\d)_[a-z_]+\.md\)")
+
+
+def apparatus_problems(md: Path) -> list[str]:
+    """What a chapter's markdown lacks of the book's teaching apparatus (empty: nothing)."""
+    import jupytext
+
+    text = md.read_text()
+    number = int(md.stem[:2])
+    problems = []
+    box = GOALS_BOX.search(text)
+    first_section = text.find("\n## ")
+    if not box or box.start() > first_section:
+        return ["no 'In this chapter' box before the first section"]
+    goals = box.group(1)
+    if not re.search(r"\*\*You will learn to\*\*\n\n(- .+\n)+", goals + "\n"):
+        problems.append("no list of learning goals")
+    prerequisites = re.search(r"\*\*Prerequisites:\*\* (.+?)(\n\n|$)", goals, re.S)
+    if not prerequisites:
+        problems.append("no prerequisites")
+    else:
+        earlier = [int(n) for n in CHAPTER_LINK.findall(prerequisites.group(1))]
+        if number > 1 and not earlier:
+            problems.append("prerequisites link no earlier chapter")
+        if any(n >= number for n in earlier):
+            problems.append(f"prerequisites link a chapter that is not earlier: {earlier}")
+    if not re.search(r"\*\*Time to learn:\*\* about \d+ minutes", goals):
+        problems.append("no time to learn")
+    sections = re.findall(r"^## (.+)$", text, re.M)
+    tail = [s for s in sections if s in ("Exercise", "Summary", "What comes next")]
+    if tail != ["Exercise", "Summary", "What comes next"] or sections[-1] != "What comes next":
+        problems.append(f"sections should end Exercise, Summary, What comes next: {sections}")
+    exercise = text[text.find("\n## Exercise\n") : text.find("\n## Summary\n")]
+    if ":class: exercise" not in exercise:
+        problems.append("no exercise box")
+    cells = jupytext.reads(exercise, fmt="md:myst").cells
+    solutions = [
+        c for c in cells
+        if c.cell_type == "code" and "hide-cell" in c.metadata.get("tags", [])
+        and "assert " in c.source
+    ]
+    if not solutions:
+        problems.append("no hidden solution that asserts its result")
+    for cell in jupytext.reads(text, fmt="md:myst").cells:
+        if cell.cell_type == "code" and "plt.show()" in cell.source:
+            if not {"hide-input", "hide-cell"} & set(cell.metadata.get("tags", [])):
+                problems.append(f"plotting code shown in full: {cell.source[:60]!r}")
+    return problems
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOK_CHAPTERS)
+def test_chapter_has_goals_exercise_summary_and_next(chapter):
+    assert apparatus_problems(ROOT / f"{chapter}.md") == []
+
+
+@pytest.mark.parametrize("chapter", NOTEBOOK_CHAPTERS)
+def test_exercise_solution_is_folded_and_was_run(book, chapter):
+    """The solution is behind a toggle on the page, and the build executed it."""
+    page = (book / f"{chapter}.html").read_text()
+    assert re.search(r'<details class="[^"]*hide[^"]*">\s*<summary[^>]*>\s*'
+                     r'<p class="collapsed admonition-title">Show a solution</p>', page)
+    nb = nbformat.read(EXECUTED / f"{chapter}.ipynb", as_version=4)
+    solutions = [c for c in nb.cells if "hide-cell" in c.metadata.get("tags", [])]
+    assert solutions and all(c.execution_count for c in solutions)
+
+
+def test_every_glossary_term_is_linked_from_the_book():
+    glossary = (BOOK / "glossary.md").read_text()
+    terms = re.findall(r"^([A-Za-z][\w-]*)\n  \S", glossary, re.M)
+    assert len(terms) >= 10, terms
+    linked = set()
+    for md in BOOK.glob("*.md"):
+        if md.name != "glossary.md":
+            for target in re.findall(r"\{term\}`([^`]+)`", md.read_text()):
+                linked.add(re.sub(r".*<(.+)>$", r"\1", target).lower())
+    assert sorted(t for t in terms if t.lower() not in linked) == []
+
+
+def test_apparatus_check_finds_what_is_missing(tmp_path):
+    good = (BOOK / "03_castore.md").read_text()
+    assert apparatus_problems(BOOK / "03_castore.md") == []
+    cases = {
+        "no 'In this chapter' box": good.replace(":class: chapter-goals", ":class: note"),
+        "no earlier chapter": good.replace("[Hash functions](02_hash_functions.md)", "hashes"),
+        "not earlier": good.replace("[Hash functions](02_hash_functions.md)", "[x](05_ipfs.md)"),
+        "no time to learn": good.replace("**Time to learn:**", "**Time:**"),
+        "should end": good.replace("## What comes next", "## Next"),
+        "no hidden solution": good.replace("tags: [hide-cell]", "tags: []"),
+        "plotting code shown": good.replace(":tags: [hide-input]\n", "", 1),
+    }
+    for expected, text in cases.items():
+        assert text != good, expected
+        md = tmp_path / "03_castore.md"
+        md.write_text(text)
+        assert any(expected in p for p in apparatus_problems(md)), expected
+
+
 # --- the chapters use public APIs only ---------------------------------------------------
 
 PRIVATE_NAME = re.compile(r"\.(_[A-Za-z]\w*)|\bimport\s+(_\w+)|\bimport\s+[^\n]*,\s*(_\w+)")

@@ -157,3 +157,11 @@ def add(path: str | os.PathLike | Sequence[str | os.PathLike], **options: object
     if not entries:
         raise ValueError("nothing to add")
     return to_cid(entries[0].cid)
+
+
+__all__ = [
+    "PROGRESS_MIN_BYTES",
+    "add",
+    "add_paths",
+    "check_paths",
+]

@@ -14,3 +14,9 @@ def catalog_dir() -> Path:
 def bundled_car_files() -> list[Path]:
     """The CAR files that ship the blocks of every pinned version."""
     return sorted((catalog_dir() / "blocks").glob("*.car"))
+
+
+__all__ = [
+    "bundled_car_files",
+    "catalog_dir",
+]

@@ -197,3 +197,16 @@ def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
     """Parse a CAR (v1 or v2): its roots and an iterator of verified ``(cid, block)``."""
     roots, blocks = read_car_raw(stream)
     return roots, ((to_cid(cid), data) for cid, data in blocks)
+
+
+__all__ = [
+    "MAX_HEADER_SIZE",
+    "MAX_SECTION_SIZE",
+    "CARError",
+    "cid_length",
+    "encode_header",
+    "encode_section",
+    "read_car",
+    "read_car_raw",
+    "write_car",
+]

@@ -27,3 +27,8 @@ class CAStore:
 
     def __contains__(self, key: object) -> bool:
         return key in self._objects
+
+
+__all__ = [
+    "CAStore",
+]

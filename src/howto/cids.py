@@ -325,3 +325,29 @@ def _raw_text(raw: bytes) -> str:
 @functools.lru_cache(maxsize=1 << 12)
 def _v0_text(cid: CID) -> str:
     return str(cid)
+
+
+__all__ = [
+    "DAG_CBOR",
+    "DAG_PB",
+    "IDENTITY",
+    "MAX_CID_TEXT",
+    "MAX_DIGEST",
+    "MAX_IDENTITY",
+    "MAX_PATH_TEXT",
+    "MIN_DIGEST",
+    "RAW",
+    "check_cid",
+    "check_multihash",
+    "cid_bytes",
+    "cid_text",
+    "inline_data",
+    "multihash_of",
+    "parse_cid",
+    "raw_cid",
+    "to_cid",
+    "v1_str",
+    "verify_block",
+    "verify_multihash",
+    "verify_raw",
+]

@@ -173,3 +173,17 @@ def decode_unixfs(data: bytes) -> UnixFSData:
         elif number == 6:
             meta.fanout = value
     return meta
+
+
+__all__ = [
+    "PBLink",
+    "PBNode",
+    "UnixFSData",
+    "UnixFSType",
+    "decode_node",
+    "decode_unixfs",
+    "encode_node",
+    "encode_unixfs",
+    "read_varint",
+    "varint",
+]

@@ -32,3 +32,14 @@ class GatewayTimeout(GatewayError):
 class HashPolicyError(IntegrityError, ValueError):
     """A CID whose hash cannot prove its block: an insecure or unknown function, a digest
     too short or too long, or an identity CID too large (see ``howto.cids.check_cid``)."""
+
+
+__all__ = [
+    "CatalogError",
+    "GatewayError",
+    "GatewayTimeout",
+    "HashPolicyError",
+    "HowtoError",
+    "IntegrityError",
+    "NotFoundError",
+]

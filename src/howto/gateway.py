@@ -39,7 +39,7 @@ T = TypeVar("T")
 IMMUTABLE = "public, max-age=29030400, immutable"
 #: Blocks (or file bytes) are read in a worker thread this many bytes at a time: one
 #: thread hop per batch instead of one per block.
-BATCH_BYTES = 1 << 20
+BATCH_BYTES = 4 << 20
 
 
 class _Recorder(Resolver):

@@ -48,3 +48,9 @@ def configured_gateways() -> list[str]:
         if url and url.rstrip("/") not in found:
             found.append(url.rstrip("/"))
     return found
+
+
+__all__ = [
+    "configured_gateway",
+    "configured_gateways",
+]

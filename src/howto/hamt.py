@@ -74,3 +74,13 @@ def _build_shard(entries: list[tuple[bytes, PBLink]], depth: int, emit: Emit) ->
 def shard_lookup_index(name: str, depth: int) -> int:
     """The slot ``name`` occupies at ``depth`` of a shard, for readers walking a HAMT."""
     return name_hash(name)[depth]
+
+
+__all__ = [
+    "FANOUT",
+    "SHARD_THRESHOLD",
+    "build_directory",
+    "estimated_size",
+    "name_hash",
+    "shard_lookup_index",
+]

@@ -255,3 +255,16 @@ def walk(
     else:
         raise ValueError(f"{path} is neither a file, a directory nor a symlink")
     yield Added(node.cid, name, node.filesize), node
+
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "MAX_CHUNK",
+    "MAX_LINKS",
+    "Added",
+    "Importer",
+    "Node",
+    "Options",
+    "parse_chunker",
+    "walk",
+]

@@ -310,3 +310,18 @@ class SubcatalogEntry(CatalogEntry):
 def open_pinned_catalog(url: str, read: Callable[[str], bytes]) -> Catalog:
     """The checked intake catalog whose root file is ``url`` (``ipfs://<cid>/catalog.yml``)."""
     return build_catalog(url, load_tree(url, read))
+
+
+__all__ = [
+    "MAX_CATALOG_BYTES",
+    "MAX_DEPTH",
+    "MAX_ENTRIES",
+    "MAX_FILES",
+    "SubcatalogEntry",
+    "build_catalog",
+    "check_catalog",
+    "content_address",
+    "load_catalog_text",
+    "load_tree",
+    "open_pinned_catalog",
+]

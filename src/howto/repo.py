@@ -153,8 +153,8 @@ class Repo:
 
     def get(self, cid: bytes | CID | str) -> bytes:
         """The block's bytes, checked against ``cid``; ``NotFoundError`` when absent."""
-        raw, _ = self._file(cid)
-        data = self.get_unverified(raw)
+        raw, path = self._file(cid)
+        data = self._read(raw, path)
         verify_raw(raw, data)
         return data
 
@@ -164,7 +164,9 @@ class Repo:
         The gateway's trustless responses use it, as kubo does (its ``HashOnRead`` is off
         by default): hashing on both ends would double the cost of every block.
         """
-        raw, path = self._file(cid)
+        return self._read(*self._file(cid))
+
+    def _read(self, raw: bytes, path: Path | None) -> bytes:
         if path is None:  # the "digest" is the block itself, as in kubo
             return inline_data(raw)
         try:
@@ -254,3 +256,12 @@ class Repo:
                 verify_multihash(multihash, path.read_bytes())
             except (IntegrityError, ValueError) as exc:
                 yield Damage(path, multihash, str(exc))
+
+
+__all__ = [
+    "STALE_SECONDS",
+    "Damage",
+    "Repo",
+    "Transaction",
+    "default_repo_path",
+]

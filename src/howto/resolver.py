@@ -346,3 +346,13 @@ def _shard(block: Block) -> Block:
     if block.unixfs is None or block.unixfs.type != UnixFSType.HAMT_SHARD:
         raise ValueError(f"{block.cid} is linked as a HAMT shard but is not one")
     return block
+
+
+__all__ = [
+    "HAMT_MAX_DEPTH",
+    "Block",
+    "BlockCache",
+    "Entry",
+    "Resolver",
+    "as_cid",
+]

@@ -98,3 +98,10 @@ def _safe_name(name: str, directory: CID) -> str:
     if not name or name in (".", "..") or "/" in name or "\x00" in name:
         raise IntegrityError(f"directory {directory} has an unsafe entry name {name!r}")
     return name
+
+
+__all__ = [
+    "export_car",
+    "get_tree",
+    "import_car",
+]

@@ -94,15 +94,25 @@ class _Body:
         self._pos = 0
 
     def read(self, size: int) -> bytes:
-        while len(self._buffer) - self._pos < size:
-            rest = self._buffer[self._pos :]
-            more = self._more(max(size - len(rest), READ_BYTES))
-            self._buffer, self._pos = rest + more, 0
+        available = len(self._buffer) - self._pos
+        if available >= size:
+            data = self._buffer[self._pos : self._pos + size]
+            self._pos += size
+            return data
+        out = bytearray(size)  # filled in place: no growing copies for a large block
+        out[:available] = memoryview(self._buffer)[self._pos :]
+        self._buffer, self._pos = b"", 0
+        filled = available
+        while filled < size:
+            more = self._more(max(size - filled, READ_BYTES))
             if not more:
-                break
-        data = self._buffer[self._pos : self._pos + size]
-        self._pos += len(data)
-        return data
+                return bytes(out[:filled])
+            take = min(len(more), size - filled)
+            out[filled : filled + take] = memoryview(more)[:take]
+            filled += take
+            if take < len(more):
+                self._buffer, self._pos = more, take
+        return bytes(out)
 
     def _more(self, size: int) -> bytes:
         if time.monotonic() > self.deadline:
