@@ -351,3 +351,24 @@ def test_dask_workers_read_and_verify_a_bucket_backed_zarr(tmp_path, s3env, buck
         with pytest.raises(IntegrityError):
             fresh.t.sum().compute()
     shutil.rmtree(tmp_path / "d.zarr")
+
+
+def test_add_over_http_gives_the_cid_of_the_local_file(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    data = tmp_path / "served"
+    data.mkdir()
+    (data / "file.bin").write_bytes(np.random.default_rng(2).bytes(3_000_000))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(data))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/file.bin"
+        for flags in ({}, {"cid_version": 1}):
+            assert add(url, only_hash=True, **flags) == add(
+                data / "file.bin", only_hash=True, **flags
+            )
+    finally:
+        server.shutdown()
