@@ -75,6 +75,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=96)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--no-goal", action="store_true", help="report only (for a quick run on tiny data)"
+    )
     args = parser.parse_args()
     size = args.size_mib << 20
     enable()
@@ -132,11 +135,12 @@ def main() -> int:
     ratio = t_verified / t_direct
     print(f"zarr read, s3fs straight from the bucket:      {mb / t_direct:8.1f} MB/s")
     print(f"zarr read, ipfs:// verified, bucket repository: {mb / t_verified:8.1f} MB/s")
+    print(f"verified / direct: {ratio:.2f}x (goal <= {MAX_ZARR_RATIO})")
     print(
-        f"verified / direct: {ratio:.2f}x (goal <= {MAX_ZARR_RATIO}); both are bounded by the "
-        f"server, whose bare download runs at {mb / t_get:.1f} MB/s"
+        f"the server's share: a bare download of as many bytes takes {t_get / t_direct:.0%} "
+        f"of the direct read and {t_get / t_verified:.0%} of the verified one"
     )
-    if ratio > MAX_ZARR_RATIO:
+    if ratio > MAX_ZARR_RATIO and not args.no_goal:
         print("FAILED: the verified read is too slow", file=sys.stderr)
         return 1
     return 0

@@ -372,3 +372,16 @@ def test_add_over_http_gives_the_cid_of_the_local_file(tmp_path):
             )
     finally:
         server.shutdown()
+
+
+def test_bucket_benchmark_runs_and_reports_every_figure():
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_bucket.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--size-mib", "4", "--repeat", "1", "--no-goal"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for figure in ("sha256 in memory", "add s3:// / add local", "verified / direct"):
+        assert figure in result.stdout
