@@ -23,13 +23,14 @@ import pytest
 import xarray as xr
 
 from howto.add import add
-from howto.blocks import CarBlocks
+from howto.blocks import CarBlocks, Chain
 from howto.bucket import BucketRepo, StorageError, open_repo
 from howto.bundled import bundled_car_files
-from howto.cids import multihash_of, raw_cid
+from howto.cids import multihash_of, raw_cid, to_cid
 from howto.errors import IntegrityError
 from howto.fs import enable, filesystem
 from howto.importer import Importer, Options
+from howto.reader import DagReader
 from howto.remote import BATCH_FILES, SMALL_FILE
 from howto.repo import Repo, block_key
 from howto.s3server import local_s3
@@ -248,14 +249,41 @@ def test_an_overwritten_object_is_refused_never_returned(tmp_path, s3env, bucket
     assert "damaged block" in run("repo", "verify").stderr.decode()
 
 
-def test_a_failed_transaction_leaves_no_object(s3env, bucket):
+def test_a_failed_transaction_leaves_no_object(s3env, bucket, monkeypatch):
+    monkeypatch.setattr("howto.bucket.FLUSH_BYTES", 300_000)  # stage in the bucket early
     repo = BucketRepo(f"s3://{bucket}/repo")
+    fs = s3env.filesystem()
     with pytest.raises(RuntimeError), repo.transaction() as txn:
         importer = Importer(Options.create(cid_version=1), txn.put)
-        importer.add_bytes(b"x" * 1_000_000)
-        assert txn.staged
+        importer.add_bytes(np.random.default_rng(3).bytes(2_000_000))
+        assert txn.staged  # uploaded under the staging prefix, not under block keys
+        assert fs.find(f"{bucket}/repo/staging") and not fs.find(f"{bucket}/repo/blocks")
         raise RuntimeError("interrupted")
-    assert not s3env.filesystem().find(f"{bucket}/repo")
+    assert not fs.find(f"{bucket}/repo")
+
+
+def test_a_large_transaction_lands_every_block_and_clears_its_staging(s3env, bucket, monkeypatch):
+    monkeypatch.setattr("howto.bucket.FLUSH_BYTES", 300_000)
+    repo = BucketRepo(f"s3://{bucket}/repo")
+    data = np.random.default_rng(4).bytes(2_000_000)
+    with repo.transaction() as txn:
+        root = Importer(Options.create(cid_version=1), txn.put).add_bytes(data)
+        assert txn.staged and txn.pending  # some staged in the bucket, some still held
+    fs = s3env.filesystem()
+    assert not fs.find(f"{bucket}/repo/staging")
+    assert len(fs.find(f"{bucket}/repo/blocks")) == 9  # 8 leaves and their parent
+    assert list(repo.verify()) == []
+    assert b"".join(DagReader(Chain([repo])).read(to_cid(root.cid), "")) == data
+
+
+def test_gc_removes_only_stale_staging(s3env, bucket):
+    repo = BucketRepo(f"s3://{bucket}/repo")
+    fs = s3env.filesystem()
+    old = f"{bucket}/repo/staging/{int(time.time()) - 2 * 86400}-dead"
+    young = f"{bucket}/repo/staging/{int(time.time())}-running"
+    fs.pipe({f"{old}/x": b"1", f"{young}/x": b"2"})
+    assert [p.rsplit("/", 1)[-1] for p in repo.collect_garbage()] == [old.rsplit("/", 1)[-1]]
+    assert fs.find(f"{bucket}/repo/staging", detail=False) == [f"{young}/x"]
 
 
 def test_bucket_repository_and_filesystem_pickle(s3env, bucket):
@@ -385,3 +413,15 @@ def test_bucket_benchmark_runs_and_reports_every_figure():
     assert result.returncode == 0, result.stderr[-2000:]
     for figure in ("sha256 in memory", "add s3:// / add local", "verified / direct"):
         assert figure in result.stdout
+
+
+def test_a_repository_under_a_file_url_renames_blocks_into_place(tmp_path, monkeypatch):
+    monkeypatch.setattr("howto.bucket.FLUSH_BYTES", 300_000)
+    repo = BucketRepo(f"file://{tmp_path}/repo")
+    assert not repo.atomic_puts
+    data = np.random.default_rng(5).bytes(1_500_000)
+    with repo.transaction() as txn:
+        root = Importer(Options.create(cid_version=1), txn.put).add_bytes(data)
+    assert not list((tmp_path / "repo" / "staging").glob("*/*"))
+    local = Repo(tmp_path / "repo")  # the same layout: a local repository reads it
+    assert b"".join(DagReader(Chain([local])).read(to_cid(root.cid), "")) == data

@@ -5,10 +5,10 @@ repository gives its files (``blocks/<last two characters>/<base32 multihash>``)
 repository folder copied into a bucket is a bucket repository, and back.  It follows the
 block-store protocol of ``howto.blocks``: every read is hashed against its CID (an object
 overwritten in the bucket raises ``IntegrityError``, never returns its bytes), and a
-transaction stages its blocks on local disk and uploads them only when the whole
-operation succeeded.  On an object store a block goes up by one PUT under its final key,
-which the store makes visible whole or not at all; elsewhere (``file://``, …) it is
-written under a staging key and renamed into place.
+transaction writes no block key until the whole operation has succeeded: blocks wait in
+memory, or, for a large import, under a staging prefix in the bucket, and then land by
+one PUT (or one copy inside the store) each, which an object store makes visible whole or
+not at all.  Off object stores (``file://``, …) they are written beside and renamed.
 
 ``open_repo()`` is how the package opens the repository ``$HOWTO_REPO`` names: a folder
 gives a ``howto.repo.Repo``, an fsspec URL a ``BucketRepo``.
@@ -17,8 +17,7 @@ gives a ``howto.repo.Repo``, an fsspec URL a ``BucketRepo``.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,14 +28,23 @@ from multiformats import CID
 
 from .cids import cid_text, inline_data, multihash_of, raw_cid, verify_multihash, verify_raw
 from .errors import HowtoError, IntegrityError, NotFoundError
-from .repo import Repo, block_key, block_relpath, default_repo_location, multihash_of_key
+from .repo import (
+    STALE_SECONDS,
+    Repo,
+    block_key,
+    block_relpath,
+    default_repo_location,
+    multihash_of_key,
+)
 from .s3server import s3_storage_options
 
 #: Services whose single PUT makes an object visible whole or not at all.
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
 
-#: How many blocks go up at once.
+#: How many staged blocks are copied into place at once.
 UPLOAD_BATCH = 256
+#: Blocks held in memory by a transaction before they go to its staging prefix.
+FLUSH_BYTES = 64 * 1024 * 1024
 
 
 class StorageError(HowtoError):
@@ -114,44 +122,73 @@ class Damage:
 
 
 class BucketTransaction:
-    """Blocks staged on local disk for one operation; uploaded when it succeeds."""
+    """Blocks of one operation, held back until it succeeds.
 
-    def __init__(self, repo: BucketRepo, staging: str) -> None:
+    Blocks wait in memory; past ``FLUSH_BYTES`` they are uploaded under this transaction's
+    staging prefix (``staging/<id>/``), so a large import needs neither the memory nor a
+    local copy.  On success every block lands under its final key: the ones in memory by
+    one PUT each, the staged ones by a copy inside the store (or a rename, off object
+    stores).  On failure the staging prefix is removed and no block key was written.
+    """
+
+    def __init__(self, repo: BucketRepo, token: str) -> None:
         self.repo = repo
-        self.staging = staging
-        self.staged: dict[str, str] = {}
+        self.prefix = f"{repo.root}/staging/{token}"
+        self.pending: dict[str, bytes] = {}
+        self.pending_bytes = 0
+        self.staged: set[str] = set()
 
     def put(self, cid: bytes | CID | str, data: bytes | memoryview) -> None:
-        """Stage one block (already checked by the caller)."""
+        """Hold one block (already checked by the caller) for the end of the operation."""
         raw = raw_cid(cid)
         if inline_data(raw) is not None:
             return
         key = block_key(multihash_of(raw))
-        if key in self.staged:
+        if key in self.pending or key in self.staged:
             return
-        local = os.path.join(self.staging, key)
-        with open(local, "wb") as f:
-            f.write(data)
-        self.staged[key] = local
+        self.pending[key] = bytes(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes >= FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Upload the blocks held in memory under the staging prefix."""
+        if not self.pending:
+            return
+        with translated(self.repo.url, self.repo.fs):
+            if not self.repo.atomic_puts:  # real folders must exist before files go in
+                self.repo.fs.makedirs(self.prefix, exist_ok=True)
+            self.repo.fs.pipe({f"{self.prefix}/{k}": v for k, v in self.pending.items()})
+        self.staged.update(self.pending)
+        self.pending.clear()
+        self.pending_bytes = 0
 
     def _commit(self) -> None:
         repo = self.repo
-        keys = list(self.staged)
-        with translated(repo.url, repo.fs):
-            for start in range(0, len(keys), UPLOAD_BATCH):
-                batch = keys[start : start + UPLOAD_BATCH]
-                local = [self.staged[k] for k in batch]
-                final = [repo.object_path(k) for k in batch]
+        fs = repo.fs
+        if not repo.atomic_puts:  # write beside, then rename: never a half-written block
+            self._flush()
+        with translated(repo.url, fs):
+            if self.pending:  # one PUT each, whole or not at all
+                fs.pipe({repo.object_path(k): v for k, v in self.pending.items()})
+            staged = sorted(self.staged)
+            for start in range(0, len(staged), UPLOAD_BATCH):
+                batch = staged[start : start + UPLOAD_BATCH]
+                sources = [f"{self.prefix}/{k}" for k in batch]
+                targets = [repo.object_path(k) for k in batch]
                 if repo.atomic_puts:
-                    repo.fs.put(local, final)
-                else:  # write beside, then rename: never a half-written block
-                    token = uuid.uuid4().hex
-                    temporary = [f"{repo.root}/staging/{token}/{k}" for k in batch]
-                    repo.fs.put(local, temporary)
-                    for source, target in zip(temporary, final, strict=True):
-                        repo.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-                        repo.fs.mv(source, target)
-                    repo.fs.rm(f"{repo.root}/staging/{token}", recursive=True)
+                    fs.copy(sources, targets)
+                else:
+                    for source, target in zip(sources, targets, strict=True):
+                        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                        fs.mv(source, target)
+
+    def _discard(self) -> None:
+        if self.staged:
+            try:
+                self.repo.fs.rm(self.prefix, recursive=True)
+            except Exception:  # a stale prefix is what collect_garbage is for
+                pass
 
 
 class BucketRepo:
@@ -251,14 +288,13 @@ class BucketRepo:
 
     @contextmanager
     def transaction(self) -> Iterator[BucketTransaction]:
-        """Stage blocks locally; upload them only if the ``with`` body succeeds."""
-        staging = tempfile.mkdtemp(prefix="howto-bucket-")
+        """Hold blocks back; write them under their keys only if the ``with`` body succeeds."""
+        txn = BucketTransaction(self, f"{int(time.time())}-{uuid.uuid4().hex}")
         try:
-            txn = BucketTransaction(self, staging)
             yield txn
             txn._commit()
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            txn._discard()
 
     def _objects(self) -> list[str]:
         with translated(self.url, self.fs):
@@ -291,15 +327,23 @@ class BucketRepo:
                 yield Damage(path, multihash, str(exc))
 
     def collect_garbage(self) -> list[str]:
-        """Remove what interrupted renames left under ``staging/``; return it."""
+        """Remove the staging prefixes of transactions that began over a day ago.
+
+        A prefix is named after the time its transaction began; younger ones may belong to
+        a transaction still running, here or on another machine, and are left alone.
+        """
+        removed = []
         with translated(self.url, self.fs):
             try:
-                folders = self.fs.ls(f"{self.root}/staging", detail=False)
+                prefixes = self.fs.ls(f"{self.root}/staging", detail=False)
             except FileNotFoundError:
-                return []
-            for folder in folders:
-                self.fs.rm(folder, recursive=True)
-        return list(folders)
+                return removed
+            for prefix in prefixes:
+                began = prefix.rstrip("/").rsplit("/", 1)[-1].partition("-")[0]
+                if began.isdigit() and time.time() - int(began) > STALE_SECONDS:
+                    self.fs.rm(prefix, recursive=True)
+                    removed.append(prefix)
+        return removed
 
 
 def open_repo(
