@@ -195,9 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:42s}{best[name]:7.2f} s  x{best[name] / best['disk']:5.2f}  ({runs_text})")
     file_speed = size / file_time
     print(f"large file, {size / MB:.0f} MB through the gateway, verified:")
-    print(
-        f"  {file_speed / MB:.0f} MB/s = {file_speed / sha:.2f} of sha256 ({sha / MB:.0f} MB/s)"
-    )
+    print(f"  {file_speed / MB:.0f} MB/s = {file_speed / sha:.2f} of sha256 ({sha / MB:.0f} MB/s)")
     failed = []
     for name, goal in GOALS.items():
         if best[name] / best["disk"] > goal:

@@ -59,6 +59,7 @@ CHAPTER_ORDER = [
     "book/07_pinned_catalogs",
     "book/08_publishing",
     "book/09_zarr_ipld",
+    "book/10_cloud_buckets",
     "book/glossary",
     "book/api",
     "book/execution",

@@ -1,4 +1,9 @@
-"""``howto add``: import paths like ``ipfs add`` and store the blocks in the repository."""
+"""``howto add``: import paths like ``ipfs add`` and store the blocks in the repository.
+
+A path may also be an fsspec URL (``s3://bucket/key``, ``gs://…``, ``https://…``,
+``file://…``): its files are streamed from where they are and get the CIDs the same
+files would get on disk (see ``howto.remote``).
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,21 @@ from pathlib import Path
 from multiformats import CID
 from tqdm import tqdm
 
+from .blocks import BlockStore
+from .bucket import is_url, open_repo
 from .cids import to_cid
 from .dagpb import PBLink
 from .importer import Added, Importer, Options, walk
-from .repo import Repo
+from .remote import RemoteEntry, list_tree, name_of, stat_url, tree_size, walk_url
 
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 
 
-def _total_size(paths: Sequence[Path], hidden: bool) -> int:
+def _total_size(paths: Sequence[Path | str], hidden: bool) -> int:
     total = 0
     for path in paths:
+        if isinstance(path, str):  # a URL: sized when listed
+            continue
         if path.is_symlink():
             continue
         if path.is_file():
@@ -36,10 +45,19 @@ def _total_size(paths: Sequence[Path], hidden: bool) -> int:
     return total
 
 
-def check_paths(paths: Sequence[str | os.PathLike], recursive: bool) -> list[Path]:
-    """Refuse missing, unreadable or directory paths before any block is written."""
-    checked = []
+def check_paths(paths: Sequence[str | os.PathLike], recursive: bool) -> list[Path | str]:
+    """Refuse missing, unreadable or directory paths before any block is written.
+
+    Local paths come back as ``Path``s (``file://`` URLs too), other URLs as strings.
+    """
+    checked: list[Path | str] = []
     for raw in paths:
+        text = os.fspath(raw)
+        if is_url(text):
+            stat_url(text, recursive)
+            checked.append(text)
+            continue
+        raw = text.removeprefix("file://") if text.startswith("file://") else raw
         path = Path(raw)
         if not path.exists() and not path.is_symlink():
             raise FileNotFoundError(f"{raw}: no such file or directory")
@@ -68,7 +86,7 @@ def add_paths(
     raw_leaves: bool | None = None,
     cid_version: int = 0,
     chunker: str = "size-262144",
-    repo: Repo | None = None,
+    repo: BlockStore | None = None,
     progress: bool | None = None,
 ) -> Iterator[Added]:
     """Import ``paths``; yield one ``Added`` per entry, the root last.
@@ -81,9 +99,14 @@ def add_paths(
     if progress is None:
         progress = sys.stderr.isatty()
     with ExitStack() as stack:
-        txn = None if only_hash else stack.enter_context((repo or Repo()).transaction())
+        txn = None if only_hash else stack.enter_context((repo or open_repo()).transaction())
         importer = Importer(options, txn.put if txn else None)
-        total = _total_size(checked, hidden) if progress else 0
+        trees: dict[str, RemoteEntry] = {}
+        for url in (p for p in checked if isinstance(p, str)):
+            top = stat_url(url, recursive)
+            trees[url] = list_tree(url, hidden) if top.kind == "directory" else top
+        total = _total_size(checked, hidden) + sum(map(tree_size, trees.values()))
+        total = total if progress else 0
         bar = tqdm(
             total=total,
             unit="B",
@@ -94,14 +117,26 @@ def add_paths(
         stack.enter_context(bar if not bar.disable else nullcontext())
         tops = []
         for path in checked:
-            name = _entry_name(path)
-            for added, node in walk(importer, path, name, recursive, bar.update):
+            if isinstance(path, str):
+                name = name_of(path)
+                entries = walk_url(importer, path, trees[path], name, bar.update)
+            else:
+                name = _entry_name(path)
+                entries = walk(importer, path, name, recursive, bar.update)
+            for added, node in entries:
                 yield added
                 top = node  # the path itself comes last
             tops.append(PBLink(top.cid, name, top.tsize))
         if wrap_with_directory:
             wrapper = importer.add_directory_links(tops)
             yield Added(wrapper.cid, "", 0)
+
+
+def _is_directory(path: str | os.PathLike) -> bool:
+    text = os.fspath(path)
+    if is_url(text):
+        return stat_url(text, True).kind == "directory"
+    return Path(text.removeprefix("file://")).is_dir()
 
 
 def add(path: str | os.PathLike | Sequence[str | os.PathLike], **options: object) -> CID:
@@ -115,7 +150,7 @@ def add(path: str | os.PathLike | Sequence[str | os.PathLike], **options: object
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     for printing_only in ("quiet", "quieter"):  # CLI output flags: nothing to print here
         options.pop(printing_only, None)
-    if any(Path(p).is_dir() for p in paths):
+    if any(_is_directory(p) for p in paths):
         options.setdefault("recursive", True)
     options.setdefault("progress", False)
     entries = deque(add_paths(paths, **options), maxlen=1)  # type: ignore[arg-type]

@@ -9,13 +9,16 @@ howto (``CarBlocks``), any mapping of CID strings to bytes (``MappingBlocks``), 
 gateway over HTTP (``howto.trustless.GatewayBlocks``).
 
 A ``Chain`` asks its sources in order: local ones first, then gateways.  A source that
-lacks the block, fails, or does not answer in time passes the request on; when none can
-answer, one error names every source and what it said.  Blocks a chain fetches from a
+lacks the block, fails, does not answer in time, or holds a copy that does not match the
+CID (a damaged file, an overwritten object) passes the request on, so the true bytes come
+from any other copy; when none can answer, one error names every source and what it said
+(an ``IntegrityError`` when any copy was wrong).  Blocks a chain fetches from a
 remote source can be kept in a store, as kubo keeps what it fetches.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
@@ -29,6 +32,10 @@ from .cids import cid_text, inline_data, multihash_of, raw_cid, verify_raw
 from .errors import GatewayError, IntegrityError, NotFoundError
 
 CidLike = CID | bytes
+
+#: Wrong copies passed over are logged here; silent unless the program adds a handler.
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
 
 
 class Putter(Protocol):
@@ -69,6 +76,13 @@ class CarBlocks:
 
     def __str__(self) -> str:
         return self.name
+
+    def __getstate__(self) -> dict:
+        """Pickled as its files: another process reads and verifies them itself."""
+        return {"paths": self.paths, "name": self.name}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["paths"], state["name"])
 
     def load(self) -> dict[bytes, bytes]:
         """Read and verify every file now (a bad CAR raises ``CARError``)."""
@@ -195,6 +209,14 @@ class Chain:
                 return source.get(cid) if verified else source.get_unverified(cid)
             except NotFoundError as exc:
                 failures.append((source, exc))
+            except IntegrityError as exc:  # a wrong copy: say so, then try the others
+                said = str(exc) if str(source) in str(exc) else f"{source}: {exc}"
+                log.warning("%s; asking the next source", said)
+                failures.append((source, exc))
+        if not self.remote:  # nothing else to ask: a wrong copy is the error, as it said
+            wrong = [exc for _, exc in failures if isinstance(exc, IntegrityError)]
+            if wrong:
+                raise wrong[0]
         # remote bytes are always checked, whatever the caller asked for
         data = self.ask_remote(f"block {cid_text(cid)}", lambda s: s.get(cid), failures)
         self.keep_blocks([(cid, data)])

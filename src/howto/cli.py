@@ -16,11 +16,11 @@ from multiformats import CID
 
 from .add import add_paths
 from .blocks import CarBlocks, Chain
+from .bucket import open_repo
 from .car import CARError
 from .cids import parse_cid, to_cid
 from .errors import HowtoError
 from .reader import DagReader
-from .repo import Repo
 from .sources import default_chain, local_chain
 from .transfer import export_car, get_tree, import_car
 
@@ -145,7 +145,7 @@ def _cmd_dag_import(args: argparse.Namespace) -> int:
     for path in args.files:
         with open(path, "rb") as f:
             try:
-                roots, count = import_car(f, Repo())
+                roots, count = import_car(f, open_repo())
             except CARError as exc:
                 raise CARError(f"{path}: {exc}") from None
         for root in roots:
@@ -154,22 +154,24 @@ def _cmd_dag_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_repo_verify(args: argparse.Namespace) -> int:
-    repo = Repo()
+    repo = open_repo()
+    where = getattr(repo, "url", None) or getattr(repo, "path", "")
     damaged = 0
     for damage in repo.verify():
         damaged += 1
-        print(f"damaged block {damage.path.name}: {damage.reason}", file=sys.stderr)
+        name = str(damage.path).rsplit("/", 1)[-1]
+        print(f"damaged block {name}: {damage.reason}", file=sys.stderr)
     if damaged:
-        print(f"howto repo verify: {damaged} damaged block(s) in {repo.path}", file=sys.stderr)
+        print(f"howto repo verify: {damaged} damaged block(s) in {where}", file=sys.stderr)
         return 1
-    print(f"verified all blocks in {repo.path}")
+    print(f"verified all blocks in {where}")
     return 0
 
 
 def _cmd_repo_gc(args: argparse.Namespace) -> int:
-    repo = Repo()
+    repo = open_repo()
     for folder in repo.collect_garbage():
-        print(f"removed {folder.name}")
+        print(f"removed {str(folder).rstrip('/').rsplit('/', 1)[-1]}")
     return 0
 
 

@@ -27,11 +27,12 @@ from fsspec.spec import AbstractBufferedFile
 from multiformats import CID
 
 from . import ipns
+from .bucket import open_repo
 from .cids import DAG_CBOR, DAG_JSON, RAW, cid_text, parse_cid
 from .errors import GatewayTimeout, NotFoundError, PathNotSupportedError
 from .gateways import configured_gateways
 from .reader import DagReader
-from .repo import default_repo_path
+from .repo import default_repo_location
 from .resolver import BlockCache
 from .sources import default_chain
 from .trustless import default_timeout
@@ -67,7 +68,11 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
     """An fsspec file system for ``ipfs://CID/path`` that trusts no gateway.
 
     ``gateway_addr`` names the one gateway to ask for blocks that are not local (default:
-    the configured ones, see ``howto.gateways``); ``offline=True`` asks none.
+    the configured ones, see ``howto.gateways``); ``offline=True`` asks none.  ``repo``
+    names the repository to read first (a folder or an fsspec URL such as
+    ``s3://bucket/prefix``, opened with ``repo_options``; default ``$HOWTO_REPO``).  The
+    file system pickles by these arguments, so dask workers reconnect to the same sources
+    and verify every block they read themselves.
     """
 
     protocol = "ipfs"
@@ -78,6 +83,8 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         gateway_addr: str | None = None,
         timeout: float | None = None,
         offline: bool = False,
+        repo: str | None = None,
+        repo_options: dict | None = None,
         asynchronous: bool = False,
         loop: asyncio.AbstractEventLoop | None = None,
         **storage_options: object,
@@ -86,6 +93,8 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self.gateway_addr = gateway_addr
         self.timeout = timeout if timeout is not None else default_timeout()
         self.offline = offline
+        self.repo = repo
+        self.repo_options = repo_options
         self._cache = BlockCache()  # verified nodes, shared by every reader of this instance
         self._readers: dict[tuple, DagReader] = {}
         self._resolved: dict[str, list[CID]] = {}  # path → CIDs, through verified nodes
@@ -95,10 +104,11 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
     def reader(self) -> DagReader:
         """The reader for the current repository and gateways (both may change in a process)."""
         gateways = self.gateways
-        key = (default_repo_path(), tuple(gateways))
+        key = (self.repo or default_repo_location(), tuple(gateways))
         reader = self._readers.get(key)
         if reader is None:
-            chain = default_chain(gateways=gateways, timeout=self.timeout)
+            repo = open_repo(key[0], self.repo_options)
+            chain = default_chain(gateways=gateways, timeout=self.timeout, repo=repo)
             reader = self._readers[key] = DagReader(chain, self._cache)
         return reader
 
@@ -319,5 +329,6 @@ def enable() -> None:
 
 
 def filesystem(**options: object) -> VerifiedIPFSFileSystem:
-    """A verified ``ipfs://`` file system (options: ``gateway_addr``, ``timeout``, ``offline``)."""
+    """A verified ``ipfs://`` file system (options: ``gateway_addr``, ``timeout``,
+    ``offline``, ``repo``, ``repo_options``)."""
     return VerifiedIPFSFileSystem(**options)

@@ -28,7 +28,6 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, TypeVar
 
 from aiohttp import web
@@ -59,7 +58,7 @@ from .errors import (
     PathNotSupportedError,
 )
 from .ipns import RECORD_TYPE, RecordStore, inspect_record, name_text, parse_name
-from .repo import Repo, default_repo_path
+from .repo import Repo, default_repo_location
 from .resolver import Block, BlockCache, Resolver, as_cid, decode_ipld
 from .sources import local_chain
 from .trustless import CAR_TYPE, RAW_TYPE
@@ -1050,7 +1049,7 @@ def serve(
         server.stop()
 
 
-_embedded: dict[Path, GatewayServer] = {}  # repository path → its running gateway
+_embedded: dict[str, GatewayServer] = {}  # repository path → its running gateway
 _embedded_lock = threading.Lock()
 
 
@@ -1061,7 +1060,7 @@ def embedded_gateway_url() -> str:
     local blocks directly.  One per repository path, so that changing ``$HOWTO_REPO`` in a
     running process changes what is served, as it does for ``howto.repo.Repo()``.
     """
-    repo = default_repo_path()
+    repo = default_repo_location()
     with _embedded_lock:
         server = _embedded.get(repo)
         if server is None:

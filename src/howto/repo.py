@@ -43,12 +43,30 @@ def default_repo_path() -> Path:
     return Path(platformdirs.user_cache_dir("howto")) / "repo"
 
 
-def _key(multihash: bytes) -> str:
+def default_repo_location() -> str:
+    """``$HOWTO_REPO`` as written (a folder or an fsspec URL), else the cache folder."""
+    return os.environ.get("HOWTO_REPO") or str(default_repo_path())
+
+
+def block_key(multihash: bytes) -> str:
+    """The name a block is filed under: its multihash in lower-case base32, unpadded."""
     return base64.b32encode(multihash).decode().rstrip("=").lower()
 
 
-def _multihash_of_key(key: str) -> bytes:
+def block_relpath(key: str) -> str:
+    """Where, below a repository's root, the block named ``key`` lives."""
+    return f"blocks/{key[-2:]}/{key}"
+
+
+def multihash_of_key(key: str) -> bytes:
+    """The multihash a block's name stands for (``ValueError`` if it is not one)."""
     return base64.b32decode(key.upper() + "=" * (-len(key) % 8))
+
+
+_key = block_key
+
+
+_multihash_of_key = multihash_of_key
 
 
 def _alive(pid: int) -> bool:
@@ -118,7 +136,7 @@ class Repo:
 
     def block_path(self, key: str) -> Path:
         """The file of the block whose multihash, base32-encoded, is ``key``."""
-        return self.path / "blocks" / key[-2:] / key
+        return self.path / block_relpath(key)
 
     def _file(self, cid: bytes | CID | str) -> tuple[bytes, Path | None]:
         raw = raw_cid(cid)

@@ -169,14 +169,17 @@ def _encoding(var: xr.Variable) -> dict:
     return enc
 
 
-def to_zarr(ds: xr.Dataset, target: str | Path) -> Path:
+def to_zarr(ds: xr.Dataset, target: str | Path, storage_options: dict | None = None) -> Path | str:
     """Write ``ds`` as a consolidated zarr (format 2) store at ``target``, replacing it.
 
     The bytes depend on the data only: every array is a single chunk compressed with
     :data:`COMPRESSOR`, all-fill chunks are left out, and nothing records a time or a
-    host, so writing the same dataset twice gives identical files.
+    host, so writing the same dataset twice gives identical files.  ``target`` may be an
+    fsspec URL (``s3://bucket/key.zarr``), opened with ``storage_options``; the objects
+    written there are the same bytes as the files written on disk.
     """
-    target = Path(target)
+    url = isinstance(target, str) and "://" in target
+    target = target if url else Path(target)
     encoding = {name: _encoding(var) for name, var in ds.variables.items()}
     ds.to_zarr(
         target,
@@ -185,6 +188,7 @@ def to_zarr(ds: xr.Dataset, target: str | Path) -> Path:
         consolidated=True,
         encoding=encoding,
         write_empty_chunks=False,
+        **({"storage_options": storage_options} if url and storage_options else {}),
     )
     return target
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from .blocks import BlockSource, CarBlocks, Chain
+from .blocks import BlockSource, BlockStore, CarBlocks, Chain
+from .bucket import open_repo
 from .bundled import bundled_car_files
 from .gateways import configured_gateways
-from .repo import Repo
 from .trustless import GatewayBlocks
 
 
@@ -28,9 +28,10 @@ def bundled_blocks() -> CarBlocks:
     return _bundled(tuple(bundled_car_files()))
 
 
-def local_sources(repo: Repo | None = None) -> list[BlockSource]:
-    """The local repository (``$HOWTO_REPO`` unless given), then the bundled blocks."""
-    return [repo if repo is not None else Repo(), bundled_blocks()]
+def local_sources(repo: BlockStore | None = None) -> list[BlockSource]:
+    """The repository (``$HOWTO_REPO`` unless given: a folder or a bucket), then the
+    bundled blocks."""
+    return [repo if repo is not None else open_repo(), bundled_blocks()]
 
 
 def gateway_sources(
@@ -46,21 +47,22 @@ def default_chain(
     gateways: Sequence[str] | None = None,
     timeout: float | None = None,
     keep: bool = False,
-    repo: Repo | None = None,
+    repo: BlockStore | None = None,
 ) -> Chain:
     """Local sources, then gateways (none when ``offline``).
 
     ``keep=True`` stores blocks fetched from gateways in the local repository, as
     ``ipfs cat`` does; the command line does that, the ``ipfs://`` file system does not.
     """
-    repo = repo if repo is not None else Repo()
+    repo = repo if repo is not None else open_repo()
     remote = [] if offline else gateway_sources(gateways, timeout)
     return Chain(local_sources(repo), remote, keep=repo if keep else None)
 
 
-def local_chain() -> Chain:
-    """What ``howto serve`` and the embedded gateway serve: local blocks only."""
-    return Chain(local_sources())
+def local_chain(repo: BlockStore | None = None) -> Chain:
+    """What ``howto serve`` and the embedded gateway serve: the repository and the bundled
+    blocks, no gateway."""
+    return Chain(local_sources(repo))
 
 
 __all__ = ["bundled_blocks", "default_chain", "gateway_sources", "local_chain", "local_sources"]

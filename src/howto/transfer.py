@@ -12,11 +12,10 @@ from typing import BinaryIO
 from multiformats import CID
 from tqdm import tqdm
 
-from .blocks import BlockSource
+from .blocks import BlockSource, BlockStore
 from .car import CARError, read_car, write_car
 from .errors import IntegrityError
 from .reader import DagReader
-from .repo import Repo
 from .resolver import Resolver
 
 
@@ -26,7 +25,7 @@ def export_car(root: CID, out: BinaryIO, source: BlockSource) -> int:
     return write_car(out, [root], blocks)
 
 
-def import_car(stream: BinaryIO, repo: Repo) -> tuple[list[CID], int]:
+def import_car(stream: BinaryIO, repo: BlockStore) -> tuple[list[CID], int]:
     """Verify every block of a CAR (v1 or v2) and store them all, or none if any is bad.
 
     Like ``ipfs dag import``, it refuses (``CARError``) a CAR that names no root (the
