@@ -528,7 +528,7 @@ def test_leak_check_finds_what_it_looks_for():
     for bad, kind in [
         ('<div class="output traceback highlight-ipythontb">', "traceback"),
         ("Traceback (most recent call last):", "traceback"),
-        ("File /work/x/src/howto/fs.py:110", "machine path"),
+        ("File /opt/x/src/howto/fs.py:110", "machine path"),
         ("/srv/env/lib/python3.11/site-packages/aiohttp", "machine path"),
         ("in .venv/lib/python3.11/", "machine path"),
         ("gateway http://127.0.0.1:40145, /ipfs/bafy", "ephemeral port"),
