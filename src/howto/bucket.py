@@ -26,15 +26,15 @@ from dataclasses import dataclass
 import fsspec
 from multiformats import CID
 
-from .cids import cid_text, inline_data, multihash_of, raw_cid, verify_multihash, verify_raw
+from .cids import cid_text, inline_data, raw_cid, verify_multihash, verify_raw
 from .errors import HowtoError, IntegrityError, NotFoundError
 from .repo import (
     STALE_SECONDS,
     Repo,
-    block_key,
     block_relpath,
     default_repo_location,
     multihash_of_key,
+    stored_key,
 )
 from .s3server import s3_storage_options
 
@@ -140,10 +140,9 @@ class BucketTransaction:
 
     def put(self, cid: bytes | CID | str, data: bytes | memoryview) -> None:
         """Hold one block (already checked by the caller) for the end of the operation."""
-        raw = raw_cid(cid)
-        if inline_data(raw) is not None:
+        key = stored_key(cid)[1]
+        if key is None:  # an identity CID carries its block
             return
-        key = block_key(multihash_of(raw))
         if key in self.pending or key in self.staged:
             return
         self.pending[key] = bytes(data)
@@ -242,10 +241,8 @@ class BucketRepo:
         return self.fs.unstrip_protocol(path)
 
     def _object(self, cid: bytes | CID | str) -> tuple[bytes, str | None]:
-        raw = raw_cid(cid)
-        if inline_data(raw) is not None:
-            return raw, None
-        return raw, self.object_path(block_key(multihash_of(raw)))
+        raw, key = stored_key(cid)
+        return raw, None if key is None else self.object_path(key)
 
     def has(self, cid: bytes | CID | str) -> bool:
         """Whether the bucket holds the block (identity CIDs carry theirs)."""

@@ -63,10 +63,13 @@ def multihash_of_key(key: str) -> bytes:
     return base64.b32decode(key.upper() + "=" * (-len(key) % 8))
 
 
-_key = block_key
-
-
-_multihash_of_key = multihash_of_key
+def stored_key(cid: bytes | CID | str) -> tuple[bytes, str | None]:
+    """A CID in binary and the key its block is stored under (``None`` for an identity CID,
+    which carries its block): what every repository, on disk or in a bucket, files by."""
+    raw = raw_cid(cid)
+    if inline_data(raw) is not None:
+        return raw, None
+    return raw, block_key(multihash_of(raw))
 
 
 def _alive(pid: int) -> bool:
@@ -93,10 +96,9 @@ class Transaction:
         A stored copy that differs from ``data`` is damaged (the caller's bytes hash to
         the key), so it is replaced when the transaction commits.
         """
-        raw = raw_cid(cid)
-        if inline_data(raw) is not None:
+        key = stored_key(cid)[1]
+        if key is None:  # an identity CID carries its block
             return
-        key = _key(multihash_of(raw))
         if key in self.staged:
             return
         target = self.repo.block_path(key)
@@ -139,10 +141,8 @@ class Repo:
         return self.path / block_relpath(key)
 
     def _file(self, cid: bytes | CID | str) -> tuple[bytes, Path | None]:
-        raw = raw_cid(cid)
-        if inline_data(raw) is not None:
-            return raw, None
-        return raw, self.block_path(_key(multihash_of(raw)))
+        raw, key = stored_key(cid)
+        return raw, None if key is None else self.block_path(key)
 
     def has(self, cid: bytes | CID | str) -> bool:
         """Whether the block is here (identity CIDs carry their block, so always)."""
@@ -240,7 +240,7 @@ class Repo:
         """The multihash of every block stored."""
         for path in sorted((self.path / "blocks").glob("*/*")):
             try:
-                yield _multihash_of_key(path.name)
+                yield multihash_of_key(path.name)
             except ValueError:
                 continue
 
@@ -248,7 +248,7 @@ class Repo:
         """Check every stored block against its key; yield the damaged ones."""
         for path in sorted((self.path / "blocks").glob("*/*")):
             try:
-                multihash = _multihash_of_key(path.name)
+                multihash = multihash_of_key(path.name)
             except ValueError:
                 yield Damage(path, b"", "its name is not a multihash")
                 continue
@@ -264,4 +264,5 @@ __all__ = [
     "Repo",
     "Transaction",
     "default_repo_path",
+    "stored_key",
 ]
