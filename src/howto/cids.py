@@ -29,6 +29,8 @@ IDENTITY = 0x00
 _PREFIX_V1 = {codec: bytes([0x01, codec, SHA2_256, 0x20]) for codec in (DAG_PB, RAW)}
 _PREFIX_V1[DAG_CBOR] = bytes([0x01, 0x71, SHA2_256, 0x20])
 _PREFIX_V0 = bytes([SHA2_256, 0x20])
+#: How every binary CIDv1 of a raw block begins (version 1, codec raw).
+RAW_CID_PREFIX = bytes([0x01, RAW])
 
 _IPFS_PREFIX = re.compile(r"^(?:ipfs://|/ipfs/)")
 
@@ -331,6 +333,7 @@ def _v0_text(cid: CID) -> str:
 
 
 __all__ = [
+    "RAW_CID_PREFIX",
     "DAG_CBOR",
     "DAG_PB",
     "IDENTITY",

@@ -17,7 +17,7 @@ import dag_cbor
 from multiformats import CID
 
 from .blocks import BlockSource
-from .cids import DAG_CBOR, DAG_JSON, DAG_PB, RAW, to_cid
+from .cids import DAG_CBOR, DAG_JSON, DAG_PB, RAW, RAW_CID_PREFIX, to_cid
 from .dagjson import decode as decode_dag_json
 from .dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
 from .errors import NotFoundError, PathNotSupportedError
@@ -244,7 +244,9 @@ class Resolver:
         # Depth first with a stack of its own, not recursion: a valid but hostile file can
         # be thousands of levels deep.  Each entry yields the (child, start, end) still to
         # read under one node, fetching a child only when its turn comes.
-        stack: list[Iterator[tuple[Block, int, int | None]]] = [iter([(block, start, end)])]
+        stack: list[Iterator[tuple[Block | bytes, int, int | None]]] = [
+            iter([(block, start, end)])
+        ]
         while stack:
             item = next(stack[-1], None)
             if item is None:
@@ -252,6 +254,9 @@ class Resolver:
                 continue
             block, start, end = item
             if end is not None and end <= start:
+                continue
+            if isinstance(block, bytes):  # a raw leaf's binary CID: its bytes are the file's
+                yield self.source.get(block)[start:end]
                 continue
             if block.cid.codec.code == RAW:
                 yield block.data[start:end]
@@ -267,14 +272,16 @@ class Resolver:
 
     def _file_parts(
         self, block: Block, pos: int, start: int, end: int | None
-    ) -> Iterator[tuple[Block, int, int | None]]:
+    ) -> Iterator[tuple[Block | bytes, int, int | None]]:
         """The children of a file node that hold bytes of [start, end), with the range
-        relative to each; ``pos`` is where the first child begins."""
+        relative to each; ``pos`` is where the first child begins.  A raw leaf comes as
+        its binary CID: it needs no ``CID`` object (which costs more than hashing it)."""
         for link, size in zip(block.node.links, block.unixfs.blocksizes, strict=False):
             if end is not None and pos >= end:
                 break
             if pos + size > start:
-                child = self.block(link.hash)
+                raw = link.hash[:2] == RAW_CID_PREFIX and isinstance(link.hash, bytes)
+                child = link.hash if raw else self.block(link.hash)
                 yield child, max(0, start - pos), None if end is None else end - pos
             pos += size
 
