@@ -12,7 +12,9 @@ every block, so it is skipped.  Specs: ipld.io, specs/transport/car (carv1, carv
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 import dag_cbor
@@ -28,6 +30,8 @@ MAX_HEADER_SIZE = 32 << 20
 MAX_SECTION_SIZE = 32 << 20
 #: What follows the length byte of a CARv2 pragma: DAG-CBOR ``{"version": 2}``.
 CARV2_PRAGMA = bytes.fromhex("a16776657273696f6e02")
+#: Blocks read ahead of the one being checked, at most (``overlap=True``).
+CHECKS_AHEAD = 64
 CARV2_HEADER = struct.Struct("<16sQQQ")  # characteristics, data offset, size, index offset
 
 
@@ -89,6 +93,41 @@ def _read_varint_stream(stream: BinaryIO, what: str) -> int | None:
             raise CARError(f"the length of {what} is not a valid varint")
 
 
+def _read_section(stream: BinaryIO, length: int, index: int) -> tuple[bytes, bytes]:
+    """The CID and the block of a section of ``length`` bytes.
+
+    A sha2-256 CID (nearly all of them) is read first, on its own, so that the block is
+    then read in one piece: from a stream that hands out views, with no copy.  The CID is
+    always ``bytes``; the block is whatever the stream gave (``bytes`` or a view)."""
+    head = stream.read(min(length, 4))
+    if head[:2] == b"\x12\x20":
+        split = 34
+    elif len(head) == 4 and head[0] == 1 and head[1] < 0x80 and head[2:] == b"\x12\x20":
+        split = 36
+    else:
+        split = 0  # any other CID: the whole section, split once it is read
+    if split and length >= split:
+        cid = bytes(head) + bytes(stream.read(split - len(head)))
+        data = stream.read(length - split) if len(cid) == split else b""
+        if len(cid) + len(data) == length:
+            return cid, data
+        section = cid + bytes(data)
+    else:
+        section = bytes(head) + bytes(stream.read(length - len(head)))
+    if len(section) != length:
+        raise CARError(
+            f"CAR truncated in {_describe(index, section)}: "
+            f"{len(section)} of {length} bytes present"
+        )
+    try:
+        split = cid_length(section)
+        if split > len(section) or split < 2:
+            raise ValueError("the section is shorter than its CID")
+    except Exception as exc:
+        raise CARError(f"block #{index} has no valid CID: {exc}") from None
+    return section[:split], section[split:]
+
+
 def _describe(index: int, section: bytes) -> str:
     """``block #index``, with its CID when the section starts with a readable one."""
     try:
@@ -134,30 +173,32 @@ def _carv2_payload(stream: BinaryIO) -> _Window:
 
 
 def read_car_raw(
-    stream: BinaryIO, roots: bool = True
+    stream: BinaryIO, roots: bool = True, overlap: bool = False
 ) -> tuple[list[CID], Iterator[tuple[bytes, bytes]]]:
     """Parse a CAR (v1, or v2 holding a v1): roots and verified ``(binary CID, block)``.
 
     Every block is checked against its CID; any fault raises ``CARError`` naming the block.
     The CIDs stay binary, which keeps large CARs fast; ``read_car`` gives ``CID`` objects.
     ``roots=False`` skips decoding the header (gateway clients ignore its roots anyway).
+    ``overlap=True`` hashes in a second thread while the next blocks are read, for streams
+    that wait on a network.
     """
-    return _read_v1(stream, roots, inner=False)
+    return _read_v1(stream, roots, overlap, inner=False)
 
 
 def _read_v1(
-    stream: BinaryIO, roots: bool, inner: bool
+    stream: BinaryIO, roots: bool, overlap: bool, inner: bool
 ) -> tuple[list[CID], Iterator[tuple[bytes, bytes]]]:
     size = _read_varint_stream(stream, "the header")
     if size is None:
         raise CARError("empty CAR file" if not inner else "CARv2 holds no CARv1 data")
     if size > MAX_HEADER_SIZE:
         raise CARError(f"CAR header claims {size} bytes: not a CAR file, or a corrupt one")
-    raw = stream.read(size)
+    raw = bytes(stream.read(size))
     if len(raw) != size:
         raise CARError("CAR truncated inside its header")
     if raw == CARV2_PRAGMA and not inner:
-        return _read_v1(_carv2_payload(stream), roots, inner=True)
+        return _read_v1(_carv2_payload(stream), roots, overlap, inner=True)
     try:
         header = dag_cbor.decode(raw) if roots else {"roots": [], "version": 1}
         root_cids = [to_cid(r) for r in header["roots"]]
@@ -169,35 +210,45 @@ def _read_v1(
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CARError(f"CAR header is not valid: {reason}") from None
 
-    def blocks() -> Iterator[tuple[bytes, bytes]]:
+    def sections() -> Iterator[tuple[int, bytes, bytes]]:
         index = 0
         while (length := _read_varint_stream(stream, f"block #{index}")) is not None:
             if length > MAX_SECTION_SIZE:
                 raise CARError(f"block #{index} claims {length} bytes: the CAR is corrupt")
-            section = stream.read(length)
-            if len(section) != length:
-                raise CARError(
-                    f"CAR truncated in {_describe(index, section)}: "
-                    f"{len(section)} of {length} bytes present"
-                )
-            try:
-                split = cid_length(section)
-                if split > len(section) or split < 2:
-                    raise ValueError("the section is shorter than its CID")
-                cid = section[:split]
-            except Exception as exc:
-                raise CARError(f"block #{index} has no valid CID: {exc}") from None
-            data = section[split:]
-            try:
-                verify_raw(cid, data)
-            except IntegrityError as exc:  # the message names the CID
-                raise CARError(f"CAR block #{index}: {exc}") from None
-            except Exception as exc:  # an unknown codec or hash function
-                raise CARError(f"block #{index} has no valid CID: {exc}") from None
-            yield cid, data
+            yield index, *_read_section(stream, length, index)
             index += 1
 
-    return root_cids, blocks()
+    if overlap:
+        return root_cids, _checked_behind(sections())
+    return root_cids, (_checked(*section) for section in sections())
+
+
+def _checked(index: int, cid: bytes, data: bytes) -> tuple[bytes, bytes]:
+    try:
+        verify_raw(cid, data)
+    except IntegrityError as exc:  # the message names the CID
+        raise CARError(f"CAR block #{index}: {exc}") from None
+    except Exception as exc:  # an unknown codec or hash function
+        raise CARError(f"block #{index} has no valid CID: {exc}") from None
+    return cid, data
+
+
+def _checked_behind(sections: Iterator[tuple[int, bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+    """``sections`` checked by a second thread while this one reads on (hashing releases
+    the GIL); each block is still given out only once it is checked, in order."""
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="car-hash") as pool:
+        try:
+            for section in sections:
+                pending.append(pool.submit(_checked, *section))
+                while pending and (pending[0].done() or len(pending) > CHECKS_AHEAD):
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
 
 
 def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
