@@ -105,8 +105,7 @@ def _reader(args: argparse.Namespace) -> DagReader:
 def _cmd_cat(args: argparse.Namespace) -> int:
     cid, path = _target(args)
     out = sys.stdout.buffer
-    for chunk in _reader(args).read(cid, path):
-        out.write(chunk)
+    _reader(args).read_to(out, cid, path)
     out.flush()
     return 0
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import time
 import weakref
 from typing import TYPE_CHECKING
@@ -214,7 +215,9 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         start = start or 0
         if end is not None and end <= start:
             return b""
-        return b"".join(reader.read(target.cid, "", start, end))
+        out = io.BytesIO()  # grows in place; getvalue() hands over its bytes, no copy
+        reader.read_to(out, target.cid, "", start, end)
+        return out.getvalue()
 
     async def _info(self, path: str, **kwargs: object) -> dict:
         return await asyncio.to_thread(self._info_now, path)

@@ -11,7 +11,10 @@ by hash from the root, whichever source sent it.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from multiformats import CID
@@ -23,7 +26,14 @@ from .resolver import Block, BlockCache, Entry, Resolver
 from .trustless import WINDOW_BYTES, CarReply, Received
 
 if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
     from .ipld.tree import Tree
+
+#: Room in a window's buffer beyond the file bytes, for the CAR framing and the nodes.
+WINDOW_SLACK = 1 << 20
+#: File windows in flight from gateways at once, besides the one being given out.
+WINDOWS_AHEAD = 1
 
 
 class _Missing(Exception):
@@ -59,6 +69,29 @@ class _Reply(Received):
             raise NotFoundError(f"{self.where} did not include it") from None
 
 
+class _Buffers:
+    """Receive buffers for file windows, used again and again (so their memory is already
+    mapped); at most ``keep`` are kept between reads."""
+
+    def __init__(self, size: int, keep: int = 2) -> None:
+        self.size = size
+        self.keep = keep
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(self.size)
+
+    def give(self, buffer: bytearray | None) -> None:
+        if buffer is not None:
+            with self._lock:
+                if len(self._free) < self.keep:
+                    self._free.append(buffer)
+
+
 class DagReader:
     """Files, directories and paths under root CIDs, read through ``chain``."""
 
@@ -67,17 +100,27 @@ class DagReader:
         self.cache = cache if cache is not None else BlockCache()
         self._local = Resolver(_LocalOnly(chain), self.cache)
         self._trees: dict[CID, Tree] = {}
+        self._buffers = _Buffers(WINDOW_BYTES + WINDOW_SLACK, keep=WINDOWS_AHEAD + 1)
 
     def _with(self, reply: _Reply) -> Resolver:
         """A resolver over the local sources, ``reply``, then the gateways."""
         chain = Chain([*self.chain.local, reply], self.chain.remote)
         return Resolver(chain, self.cache)
 
-    def _car(self, root: CID, path: str, scope: str, entity_bytes: str | None = None) -> CarReply:
+    def _car(
+        self,
+        root: CID,
+        path: str,
+        scope: str,
+        entity_bytes: str | None = None,
+        buffer: bytearray | None = None,
+    ) -> CarReply:
         what = f"/ipfs/{root}" + (f"/{path}" if path else "")
         missing = [(source, NotFoundError("not found")) for source in self.chain.local]
         reply = self.chain.ask_remote(
-            what, lambda source: source.car(root, path, scope, entity_bytes, self.cache), missing
+            what,
+            lambda source: source.car(root, path, scope, entity_bytes, self.cache, buffer),
+            missing,
         )
         self.chain.keep_blocks(reply)
         return reply
@@ -131,30 +174,90 @@ class DagReader:
         Each window of at most ``WINDOW_BYTES`` is read whole (locally, or as one CAR from
         a gateway) before any of it is given out, so no unverified byte ever leaves.
         """
+        for pieces in self._windows(root, path, start, end):
+            yield from (bytes(piece) for piece in pieces)
+
+    def read_to(
+        self,
+        out: SupportsWrite,
+        root: CID | str,
+        path: str = "",
+        start: int = 0,
+        end: int | None = None,
+    ) -> int:
+        """``read``, written to ``out`` (a file, ``sys.stdout.buffer``, ``io.BytesIO``):
+        the bytes go straight from the buffer they were received and checked in, with no
+        copy of their own.  Returns the number of bytes written."""
+        written = 0
+        for pieces in self._windows(root, path, start, end):
+            for piece in pieces:
+                out.write(piece)
+                written += len(piece)
+        return written
+
+    def _windows(
+        self, root: CID | str, path: str, start: int, end: int | None
+    ) -> Iterator[list[bytes | memoryview]]:
+        """The verified pieces of each window of the file, in order.  The pieces of one
+        window are valid only until the next is asked for (their buffer is used again)."""
         resolver, cids = self.locate(root, path)
         target = resolver.block(cids[-1])
         if target.cid.codec.code == RAW:
-            yield target.data[start:end]
+            yield [target.data[start:end]]
             return
-        size = resolver.size(target)
-        end = size if end is None else min(end, size)
         if target.kind != "file":
             raise IsADirectoryError(f"{target.cid} is a {target.kind}, not a file")
-        pos = max(0, start)
-        while pos < end:
-            stop = min(end, pos + WINDOW_BYTES)
-            yield from self._window(target, pos, stop)
-            pos = stop
+        size = resolver.size(target)
+        end = size if end is None else min(end, size)
+        first = max(0, start)
+        spans = [(pos, min(end, pos + WINDOW_BYTES)) for pos in range(first, end, WINDOW_BYTES)]
+        if not spans:
+            return
+        # Windows are fetched WINDOWS_AHEAD at a time, each on its own connection, while
+        # the one before them is given out: the gateway keeps sending, and receiving and
+        # hashing are spread over the cores.
+        pending: deque[Future] = deque()
+        spans.reverse()
+        with ThreadPoolExecutor(WINDOWS_AHEAD, thread_name_prefix="howto-window") as pool:
+            try:
+                while spans or pending:
+                    while spans and len(pending) < WINDOWS_AHEAD:
+                        pending.append(pool.submit(self._window, target, *spans.pop()))
+                    pieces, buffer = pending.popleft().result()
+                    if spans:  # the next window starts before this one is given out
+                        pending.append(pool.submit(self._window, target, *spans.pop()))
+                    try:
+                        yield pieces
+                    finally:
+                        self._buffers.give(buffer)
+            finally:
+                for future in pending:
+                    future.cancel()
+                    future.add_done_callback(self._give_back)
 
-    def _window(self, target: Block, start: int, stop: int) -> list[bytes]:
+    def _give_back(self, future: Future) -> None:
+        """The buffer of a window fetched for nothing (the reader stopped early)."""
+        if not future.cancelled() and future.exception() is None:
+            self._buffers.give(future.result()[1])
+
+    def _window(
+        self, target: Block, start: int, stop: int
+    ) -> tuple[list[bytes | memoryview], bytearray | None]:
+        """One window's pieces, and the buffer they are views of (``None`` if local)."""
         try:
-            return list(self._local.read(target, start, stop - start))
+            return list(self._local.read(target, start, stop - start)), None
         except _Missing:
             pass
-        reply = self._car(target.cid, "", "entity", f"{start}:{stop - 1}")
-        where = f"the reply for bytes {start}-{stop - 1} of {target.cid}"
-        resolver = Resolver(Chain([*self.chain.local, _Reply(reply, where, True)]), self.cache)
-        return list(resolver.read(target, start, stop - start))
+        buffer = self._buffers.take()
+        try:
+            reply = self._car(target.cid, "", "entity", f"{start}:{stop - 1}", buffer)
+            where = f"the reply for bytes {start}-{stop - 1} of {target.cid}"
+            # The reply must hold every block of the window: nothing else need be asked.
+            resolver = Resolver(_Reply(reply, where, True), self.cache)
+            return list(resolver.read(target, start, stop - start)), buffer
+        except BaseException:
+            self._buffers.give(buffer)
+            raise
 
     def zarr_tree(self, root: CID | str) -> Tree:
         """The zarr hierarchy of a ``howto.ipld`` dataset (a DAG-CBOR root), read through

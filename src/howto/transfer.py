@@ -79,10 +79,7 @@ def get_tree(reader: DagReader, root: CID, path: str, out: Path, progress: bool 
                     os.symlink(block.unixfs.data or b"", dest)
                 else:
                     with open(dest, "wb") as f:
-                        for chunk in reader.read(cid):
-                            f.write(chunk)
-                            written += len(chunk)
-                            bar.update(len(chunk))
+                        written += reader.read_to(_Counted(f, bar), cid)
         os.rename(partial, out)
     except BaseException:
         if partial.is_dir() and not partial.is_symlink():
@@ -91,6 +88,19 @@ def get_tree(reader: DagReader, root: CID, path: str, out: Path, progress: bool 
             partial.unlink(missing_ok=True)
         raise
     return written
+
+
+class _Counted:
+    """A file that moves a progress bar by what is written to it."""
+
+    def __init__(self, file: BinaryIO, bar: tqdm) -> None:
+        self.file = file
+        self.bar = bar
+
+    def write(self, data: bytes | memoryview) -> int:
+        written = self.file.write(data)
+        self.bar.update(len(data))
+        return written
 
 
 def _safe_name(name: str, directory: CID) -> str:

@@ -15,20 +15,23 @@ trickles its answer is cut off in time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.client
 import os
+import ssl
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
-import urllib3
 from multiformats import CID
 
 from .blocks import CidLike
 from .car import CARError, read_car_raw
-from .cids import cid_text, multihash_of, raw_cid, verify_raw
+from .cids import RAW_CID_PREFIX, cid_text, multihash_of, raw_cid, verify_raw
 from .errors import GatewayError, GatewayTimeout, IntegrityError, NotFoundError
 from .resolver import BlockCache, Resolver
 
@@ -44,6 +47,10 @@ MAX_BLOCK_BYTES = 2 << 20
 MAX_CAR_BYTES = 96 << 20
 WINDOW_BYTES = 32 << 20
 READ_BYTES = 1 << 20
+#: A body is received at least this much at a time (the reader checks what came meanwhile).
+STEP_BYTES = 256 << 10
+#: The longest error reply read to keep its connection.
+DISCARD_BYTES = 64 << 10
 
 
 def default_timeout() -> float:
@@ -85,55 +92,156 @@ class Received:
 
 
 class _Body:
-    """A reply body read within a size limit and a deadline (a stream for the CAR reader)."""
+    """A reply body read within a size limit and a deadline (a stream for the CAR reader).
+
+    The body is received straight into one buffer, which ``read`` hands out views of.
+    Given a buffer that is used again and again (a window of a large file), the body
+    lands in memory already in use: on some machines, filling fresh memory costs as much
+    as hashing it.  Views handed out stay valid even if a larger buffer must take over.
+    """
 
     def __init__(
-        self, response: urllib3.BaseHTTPResponse, limit: int, deadline: float, where: str
+        self,
+        response: http.client.HTTPResponse,
+        limit: int,
+        deadline: float,
+        where: str,
+        buffer: bytearray | None = None,
     ) -> None:
         self.response = response
         self.limit = limit
         self.deadline = deadline
         self.where = where
+        self._buffer = buffer if buffer is not None else bytearray()
+        self._view = memoryview(self._buffer)
+        self._pos = self._end = 0
         self.received = 0
-        self._buffer = b""
-        self._pos = 0
+        self.ended = False
 
-    def read(self, size: int) -> bytes:
-        available = len(self._buffer) - self._pos
-        if available >= size:
-            data = self._buffer[self._pos : self._pos + size]
-            self._pos += size
-            return data
-        out = bytearray(size)  # filled in place: no growing copies for a large block
-        out[:available] = memoryview(self._buffer)[self._pos :]
-        self._buffer, self._pos = b"", 0
-        filled = available
-        while filled < size:
-            more = self._more(max(size - filled, READ_BYTES))
-            if not more:
-                return bytes(out[:filled])
-            take = min(len(more), size - filled)
-            out[filled : filled + take] = memoryview(more)[:take]
-            filled += take
-            if take < len(more):
-                self._buffer, self._pos = more, take
-        return bytes(out)
+    def read(self, size: int) -> memoryview:
+        while self._end - self._pos < size and not self.ended:
+            self._receive(max(size - (self._end - self._pos), STEP_BYTES))
+        taken = self._view[self._pos : min(self._end, self._pos + size)]
+        self._pos += len(taken)
+        return taken
 
-    def _more(self, size: int) -> bytes:
+    def _receive(self, wanted: int) -> None:
+        """Up to ``wanted`` more bytes into the buffer (fewer at the end of the body)."""
         if time.monotonic() > self.deadline:
             raise GatewayTimeout(f"{self.where}: the reply did not arrive in time")
-        more = self.response.read(size, decode_content=False)
-        self.received += len(more)
+        wanted = min(wanted, self.limit + 1 - self.received)  # one more shows an excess
+        if self._end + wanted > len(self._buffer):  # a larger buffer takes over
+            kept = self._end - self._pos
+            buffer = bytearray(max(2 * len(self._buffer), kept + wanted))
+            buffer[:kept] = self._view[self._pos : self._end]
+            self._buffer, self._view = buffer, memoryview(buffer)
+            self._pos, self._end = 0, kept
+        got = _receive_into(self.response, self._view[self._end : self._end + wanted], self.where)
+        self._end += got
+        self.received += got
         if self.received > self.limit:
             raise GatewayError(f"{self.where}: the reply is larger than {self.limit} bytes")
-        return more
+        if got < wanted:
+            self.ended = True
 
     def read_all(self) -> bytes:
-        parts = [self._buffer[self._pos :]]
-        while more := self._more(READ_BYTES):
-            parts.append(more)
-        self._buffer, self._pos = b"", 0
-        return b"".join(parts)
+        while not self.ended:
+            self._receive(READ_BYTES)
+        data = bytes(self._view[self._pos : self._end])
+        self._pos = self._end
+        return data
+
+
+def _receive_into(response: http.client.HTTPResponse, view: memoryview, where: str) -> int:
+    """``response.readinto``, with what can go wrong on the way as typed errors."""
+    try:
+        return response.readinto(view)
+    except TimeoutError:
+        raise GatewayTimeout(f"{where}: the reply stalled") from None
+    except (http.client.HTTPException, OSError) as exc:
+        raise GatewayError(f"{where}: the reply broke off ({_line(exc)})") from None
+
+
+class _Connections:
+    """Kept-alive HTTP connections to one gateway, shared by any number of threads."""
+
+    KEEP = 16
+
+    def __init__(self, url: str, connect_timeout: float, timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) gateway URL: {url!r}")
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port
+        self.base = parts.path.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> http.client.HTTPConnection:
+        """An idle connection (``sock`` set), else a new one, not yet connected."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        if self.https:
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.connect_timeout, context=_tls()
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
+
+    def give(self, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < self.KEEP:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
+@functools.lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+class _Reply:
+    """One reply and its connection, which goes back to the pool once the body is read."""
+
+    def __init__(
+        self,
+        connections: _Connections,
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+    ) -> None:
+        self.connections = connections
+        self.connection = connection
+        self.response = response
+        self.status = response.status
+        self.headers = response.headers
+
+    def discard(self) -> None:
+        """Done with this reply, whatever its body: a short one is read (so that the
+        connection can be kept), a long one ends the connection."""
+        length = self.response.length
+        if length is not None and length <= DISCARD_BYTES:
+            try:
+                self.response.read()
+            except (http.client.HTTPException, OSError):
+                pass
+        self.release()
+
+    def release(self) -> None:
+        """Keep the connection if the body was read to its end, else close it."""
+        if self.response.isclosed() and not self.response.will_close:
+            self.connections.give(self.connection)
+        else:
+            self.connection.close()
 
 
 class GatewayBlocks:
@@ -142,11 +250,7 @@ class GatewayBlocks:
     def __init__(self, url: str, timeout: float | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = default_timeout() if timeout is None else timeout
-        self._http = urllib3.PoolManager(
-            maxsize=16,
-            retries=False,
-            timeout=urllib3.Timeout(connect=min(self.timeout, 10.0), read=self.timeout),
-        )
+        self._connections = _Connections(self.url, min(self.timeout, 10.0), self.timeout)
 
     def __str__(self) -> str:
         return f"gateway {self.url}"
@@ -156,39 +260,42 @@ class GatewayBlocks:
 
     def _open(
         self, target: str, accept: str, what: str, method: str = "GET", namespace: str = "ipfs"
-    ) -> urllib3.BaseHTTPResponse:
+    ) -> _Reply:
         """Send the request; a reply that is not a plain 200 becomes a typed error."""
+        path = f"{self._connections.base}/{namespace}/{target}"
+        headers = {"Accept": accept, "Accept-Encoding": "identity"}
         for attempt in (1, 2):
+            connection = self._connections.take()
+            kept = connection.sock is not None
             try:
-                response = self._http.request(
-                    method,
-                    f"{self.url}/{namespace}/{target}",
-                    headers={"Accept": accept, "Accept-Encoding": "identity"},
-                    preload_content=False,
-                    decode_content=False,
-                    redirect=False,
-                )
+                if not kept:
+                    connection.connect()
+                    connection.sock.settimeout(self.timeout)  # from now on: the reply's
+                connection.request(method, path, headers=headers)
+                reply = _Reply(self._connections, connection, connection.getresponse())
                 break
-            except urllib3.exceptions.NewConnectionError as exc:
-                raise GatewayError(f"cannot reach {self} for {what}: {_line(exc)}") from None
-            except urllib3.exceptions.TimeoutError:
+            except TimeoutError:
+                connection.close()
                 raise GatewayTimeout(
                     f"{self} did not answer within {self.timeout:g} s for {what}"
                 ) from None
-            except urllib3.exceptions.ProtocolError as exc:
-                if attempt == 1:  # a kept-alive connection the gateway had closed: once more
+            except (http.client.HTTPException, OSError) as exc:
+                connection.close()
+                if kept and attempt == 1:  # a kept-alive connection the gateway had closed
                     continue
-                raise GatewayError(f"{self} broke off the reply for {what}: {_line(exc)}") from None
-            except urllib3.exceptions.HTTPError as exc:
-                raise GatewayError(f"cannot reach {self} for {what}: {_line(exc)}") from None
-        if response.status != 200:
-            response.release_conn()
-            self._status(response.status, what)
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+                if isinstance(exc, http.client.HTTPException):
+                    problem = f"{self} broke off the reply for {what}"
+                else:
+                    problem = f"cannot reach {self} for {what}"
+                raise GatewayError(f"{problem}: {_line(exc)}") from None
+        if reply.status != 200:
+            reply.discard()
+            self._status(reply.status, what)
+        encoding = (reply.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding not in ("", "identity"):
-            response.release_conn()
+            reply.connection.close()
             raise GatewayError(f"{self} sent a {encoding!r}-encoded reply for {what}: refused")
-        return response
+        return reply
 
     def _status(self, status: int, what: str) -> None:
         """A typed error for any answer but 200."""
@@ -199,14 +306,15 @@ class GatewayBlocks:
         if status != 200:
             raise GatewayError(f"{self} answered HTTP {status} for {what}")
 
-    def _body(self, response: urllib3.BaseHTTPResponse, limit: int, what: str) -> _Body:
-        declared = response.headers.get("Content-Length")
+    def _body(self, reply: _Reply, limit: int, what: str, buffer: bytearray | None = None) -> _Body:
+        declared = reply.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            response.release_conn()
+            reply.connection.close()
             raise GatewayError(f"{self}: the reply for {what} has {declared} bytes, over {limit}")
-        return _Body(response, limit, time.monotonic() + self.timeout, f"{self}, {what}")
+        deadline = time.monotonic() + self.timeout
+        return _Body(reply.response, limit, deadline, f"{self}, {what}", buffer)
 
-    def _roots(self, response: urllib3.BaseHTTPResponse, cids: list[CID], what: str) -> None:
+    def _roots(self, response: _Reply | aiohttp.ClientResponse, cids: list[CID], what: str) -> None:
         header = response.headers.get("X-Ipfs-Roots")
         if header is not None and not same_roots(header, cids):
             raise IntegrityError(f"{self}, {what}: X-Ipfs-Roots {header!r} disagree with the DAG")
@@ -220,7 +328,7 @@ class GatewayBlocks:
             data = self._body(response, MAX_BLOCK_BYTES, what).read_all()
             self._roots(response, [cid], what)
         finally:
-            response.release_conn()
+            response.release()
         return self._checked(cid, data, what)
 
     async def aget(self, cid: CID, session: aiohttp.ClientSession) -> bytes:
@@ -285,7 +393,8 @@ class GatewayBlocks:
             response = self._open(f"{text}?format=raw", RAW_TYPE, text, method="HEAD")
         except (NotFoundError, GatewayError):
             return False
-        response.release_conn()
+        response.response.read()  # nothing, for a HEAD: the connection can be kept
+        response.release()
         return True
 
     def ipns_record(self, name: str) -> bytes:
@@ -296,7 +405,7 @@ class GatewayBlocks:
         try:
             return self._body(response, MAX_RECORD_BYTES, what).read_all()
         finally:
-            response.release_conn()
+            response.release()
 
     def car(
         self,
@@ -305,12 +414,15 @@ class GatewayBlocks:
         scope: str = "entity",
         entity_bytes: str | None = None,
         cache: BlockCache | None = None,
+        buffer: bytearray | None = None,
     ) -> CarReply:
         """The blocks of ``/ipfs/root/path`` for ``scope`` as a verified CAR.
 
         Each block is hashed as it arrives; the path is then walked from ``root`` over the
         received blocks, which must hold every block on the way (the nodes verified on the
         way are kept in ``cache``, even when the reply turns out to be a lie further on).
+        With a ``buffer``, the reply is received into it and raw blocks are views of it,
+        valid until the caller uses the buffer again; other blocks are always copied out.
         """
         target = cid_text(root) + (f"/{quote(path, safe='/')}" if path else "")
         query = f"?format=car&dag-scope={scope}"
@@ -319,10 +431,13 @@ class GatewayBlocks:
         what = f"/ipfs/{target}"
         response = self._open(target + query, CAR_TYPE, what)
         try:
-            body = self._body(response, MAX_CAR_BYTES, what)
+            body = self._body(response, MAX_CAR_BYTES, what, buffer)
             try:
-                _, sections = read_car_raw(body, roots=False)
-                blocks = {multihash_of(cid): data for cid, data in sections}
+                _, sections = read_car_raw(body, roots=False, overlap=True)
+                blocks = {
+                    multihash_of(cid): data if cid[:2] == RAW_CID_PREFIX else bytes(data)
+                    for cid, data in sections
+                }
             except CARError as exc:
                 raise CARError(f"{self}, {what}: {exc}") from None
             received = Received(blocks, f"{self}, {what}")
@@ -333,7 +448,7 @@ class GatewayBlocks:
             received.get(cids[-1])  # every scope includes the target's own block
             self._roots(response, cids, what)
         finally:
-            response.release_conn()
+            response.release()
         return CarReply(blocks, cids)
 
 
