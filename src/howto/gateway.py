@@ -21,6 +21,7 @@ import html
 import json
 import logging
 import mimetypes
+import os
 import re
 import secrets
 import threading
@@ -28,7 +29,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import BinaryIO, Literal, TypeVar
 
 from aiohttp import web
 from multiformats import CID
@@ -43,6 +44,7 @@ from .cids import (
     DAG_PB,
     JSON,
     RAW,
+    RAW_CID_PREFIX,
     cid_bytes,
     cid_text,
     parse_cid,
@@ -109,10 +111,14 @@ def _batch(items: Iterator[T], size: Callable[[T], int]) -> list[T]:
 
 
 async def _batches(
-    items: Iterator[T], size: Callable[[T], int], inline: bool
+    items: Iterator[T],
+    size: Callable[[T], int],
+    inline: bool,
+    discard: Callable[[list[T]], None] | None = None,
 ) -> AsyncIterator[list[T]]:
     """``items`` in batches, read by a worker thread one batch ahead of the caller (so that
-    reading and hashing overlap with sending), or here when ``items`` does no I/O."""
+    reading and hashing overlap with sending), or here when ``items`` does no I/O.
+    ``discard`` gets a batch read ahead that will not be sent (to close its files)."""
     if inline:
         while batch := _batch(items, size):
             yield batch
@@ -125,6 +131,40 @@ async def _batches(
             yield batch
     finally:
         pending.cancel()  # the client went away: drop the batch read ahead
+        if discard is not None:
+            pending.add_done_callback(
+                lambda done: done.cancelled() or done.exception() or discard(done.result())
+            )
+
+
+@dataclass
+class _FileLeaf:
+    """A raw leaf of a file range, sent from its file in the repository with ``sendfile``:
+    never read into memory here, and not hashed (the trustless reader hashes it)."""
+
+    raw: bytes  # the binary CID
+    file: BinaryIO
+    size: int
+
+
+def _leaf_opener(source: BlockSource) -> Callable[[bytes], _FileLeaf | None] | None:
+    """How to open raw leaves as files, when ``source`` keeps blocks in a directory."""
+    sources = source.local if isinstance(source, Chain) else [source]
+    repo = next((s for s in sources if isinstance(s, Repo)), None)
+    if repo is None:
+        return None
+
+    def open_leaf(raw: bytes) -> _FileLeaf | None:
+        file = repo.open_block(raw)
+        return None if file is None else _FileLeaf(raw, file, os.fstat(file.fileno()).st_size)
+
+    return open_leaf
+
+
+def _close_leaves(items: list) -> None:
+    for item in items:
+        if isinstance(item, _FileLeaf):
+            item.file.close()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -412,6 +452,7 @@ class Gateway:
         self.source = source
         self.records = records if records is not None else _records_for(source)
         self.cache = BlockCache()  # decoded directory and file nodes, shared by requests
+        self._open_leaf = _leaf_opener(source)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[_errors])
@@ -720,26 +761,43 @@ class Gateway:
         headers["Content-Disposition"] = disposition(request, f"{name}.car", True)
         headers["Accept-Ranges"] = "none"
         response = web.StreamResponse(headers=headers)
+        # The leaves of a byte range go from their files with sendfile, in chunks framed
+        # here, between the chunks aiohttp frames (so HTTP/1.1, chunked, only).
+        open_leaf = self._open_leaf if byte_range and request.version >= (1, 1) else None
+        if open_leaf is not None:
+            response.enable_chunked_encoding()
         await response.prepare(request)
         if request.method == "HEAD":
             return response
         await response.write(_car_header(to_cid(path[0].cid if path else target.cid)))
         sent: set[bytes] = set()
+        leaves = _LeafSender(request) if open_leaf is not None else None
 
-        async def send(block: Block) -> None:
-            raw = bytes(block.cid)
-            if dups == "y" or raw not in sent:
-                sent.add(raw)
-                await response.write(section_head(raw, len(block.data)))
-                await response.write(block.data)  # as stored: no copy into a section
+        async def send(block: Block | _FileLeaf) -> None:
+            raw = block.raw if isinstance(block, _FileLeaf) else bytes(block.cid)
+            if dups != "y" and raw in sent:
+                return
+            sent.add(raw)
+            if isinstance(block, _FileLeaf):
+                await leaves.send(block)
+                return
+            if leaves is not None:
+                leaves.settle()
+            await response.write(section_head(raw, len(block.data)))
+            await response.write(block.data)  # as stored: no copy into a section
 
         for block in path:
             await send(block)
-        blocks = _car_blocks(resolver, target, scope, byte_range, dups == "y")
+        blocks = _car_blocks(resolver, target, scope, byte_range, dups == "y", open_leaf)
         inline = scope == "block" or not resolver.links(target)  # nothing more to read
-        async for batch in _batches(blocks, _block_size, inline):
-            for block in batch:
-                await send(block)
+        async for batch in _batches(blocks, _block_size, inline, _close_leaves):
+            try:
+                for block in batch:
+                    await send(block)
+            finally:
+                _close_leaves(batch)
+        if leaves is not None:
+            leaves.settle()
         await response.write_eof()
         return response
 
@@ -927,8 +985,46 @@ def _listing_page(raw_path: str, entries: list, cid: CID) -> str:
     return _page(urllib.parse.unquote(raw_path), body)
 
 
-def _block_size(block: Block) -> int:
-    return len(block.data)
+def _block_size(block: Block | _FileLeaf) -> int:
+    return block.size if isinstance(block, _FileLeaf) else len(block.data)
+
+
+class _LeafSender:
+    """Sends raw leaves from their files, each CAR section as one HTTP chunk framed here.
+
+    ``sendfile`` is tried at once while the transport has nothing queued (most of the
+    time, on a reader that keeps up), else left to the event loop; a chunk's closing CRLF
+    goes out with the next chunk's head."""
+
+    def __init__(self, request: web.Request) -> None:
+        transport = request.transport
+        if transport is None:
+            raise ConnectionResetError("the client went away")
+        self.transport = transport
+        self.socket = transport.get_extra_info("socket")
+        self.owed = b""
+
+    async def send(self, leaf: _FileLeaf) -> None:
+        head = section_head(leaf.raw, leaf.size)
+        self.transport.write(b"%b%x\r\n%b" % (self.owed, len(head) + leaf.size, head))
+        sent = 0
+        if self.socket is not None and self.transport.get_write_buffer_size() == 0:
+            try:
+                sent = os.sendfile(self.socket.fileno(), leaf.file.fileno(), 0, leaf.size)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:  # no sendfile for this socket or file: the loop falls back
+                sent = 0
+        if sent < leaf.size:
+            loop = asyncio.get_running_loop()
+            await loop.sendfile(self.transport, leaf.file, sent, leaf.size - sent)
+        self.owed = b"\r\n"
+
+    def settle(self) -> None:
+        """Close the last chunk, before anything else is written."""
+        if self.owed:
+            self.transport.write(self.owed)
+            self.owed = b""
 
 
 def _car_blocks(
@@ -937,19 +1033,27 @@ def _car_blocks(
     scope: str,
     byte_range: tuple[int, int] | None,
     dups: bool = False,
-) -> Iterator[Block]:
+    open_leaf: Callable[[bytes], _FileLeaf | None] | None = None,
+) -> Iterator[Block | _FileLeaf]:
     if byte_range is None:
         if scope == "block" or not resolver.links(target):
             yield target  # already read and checked: no need to read it again
         else:
             yield from resolver.walk(target.cid, scope, dups)
         return
-    yield from _file_range_blocks(resolver, target, *byte_range)
+    yield from _file_range_blocks(resolver, target, *byte_range, open_leaf)
 
 
-def _file_range_blocks(resolver: Resolver, block: Block, start: int, end: int) -> Iterator[Block]:
+def _file_range_blocks(
+    resolver: Resolver,
+    block: Block,
+    start: int,
+    end: int,
+    open_leaf: Callable[[bytes], _FileLeaf | None] | None = None,
+) -> Iterator[Block | _FileLeaf]:
     """The blocks of a file needed to read bytes [start, end): its nodes and leaves, depth
-    first (with a stack of its own: a hostile file may be thousands of levels deep)."""
+    first (with a stack of its own: a hostile file may be thousands of levels deep).  With
+    ``open_leaf``, raw leaves stored as files come as open files instead."""
     stack = [iter([(block, 0)])]  # per node: its children still to visit, with offsets
     while stack:
         item = next(stack[-1], None)
@@ -958,20 +1062,30 @@ def _file_range_blocks(resolver: Resolver, block: Block, start: int, end: int) -
             continue
         block, offset = item
         yield block
+        if isinstance(block, _FileLeaf):
+            continue
         meta = block.unixfs
         if block.node is not None and meta is not None and meta.type == UnixFSType.FILE:
-            stack.append(_range_children(resolver, block, offset, start, end))
+            stack.append(_range_children(resolver, block, offset, start, end, open_leaf))
 
 
 def _range_children(
-    resolver: Resolver, block: Block, offset: int, start: int, end: int
-) -> Iterator[tuple[Block, int]]:
+    resolver: Resolver,
+    block: Block,
+    offset: int,
+    start: int,
+    end: int,
+    open_leaf: Callable[[bytes], _FileLeaf | None] | None,
+) -> Iterator[tuple[Block | _FileLeaf, int]]:
     pos = offset + len(block.unixfs.data or b"")
     for link, size in zip(block.node.links, block.unixfs.blocksizes, strict=False):
         if pos >= end:
             break
         if pos + size > start:
-            yield resolver.block(link.hash), pos
+            leaf = None
+            if open_leaf is not None and link.hash[:2] == RAW_CID_PREFIX:
+                leaf = open_leaf(link.hash)
+            yield leaf or resolver.block(link.hash), pos
         pos += size
 
 

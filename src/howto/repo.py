@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import platformdirs
 from multiformats import CID
@@ -165,6 +166,18 @@ class Repo:
         by default): hashing on both ends would double the cost of every block.
         """
         return self._read(*self._file(cid))
+
+    def open_block(self, cid: bytes | CID | str) -> BinaryIO | None:
+        """The block's file, open for reading, unread and unhashed; ``None`` when it is not
+        stored here as a file.  For a server that sends blocks with ``sendfile`` in
+        trustless replies, whose reader checks every byte."""
+        path = self._file(cid)[1]
+        if path is None:
+            return None
+        try:
+            return open(path, "rb")  # noqa: SIM115 (the caller sends it, then closes it)
+        except FileNotFoundError:
+            return None
 
     def _read(self, raw: bytes, path: Path | None) -> bytes:
         if path is None:  # the "digest" is the block itself, as in kubo
