@@ -18,7 +18,7 @@ from kubo_vectors import keystream, write_tree
 from multiformats import CID
 
 from howto.add import add
-from howto.car import CARError, read_car, write_car
+from howto.car import CARError, read_car, read_car_raw, write_car
 from howto.repo import Repo
 from howto.transfer import export_car, import_car
 
@@ -316,3 +316,59 @@ def test_a_good_car_is_imported_whole(good_car, tmp_path, howto_repo):
     assert len(stored_blocks(howto_repo)) == len(sections)
     cat = howto_cli("cat", f"{root}/small")
     assert cat.stdout == "s\n"
+
+
+# --- hashing in a second thread ----------------------------------------------------------
+
+
+class Pieces(io.RawIOBase):
+    """A stream that hands out a CAR in pieces of awkward sizes, as a network does."""
+
+    def __init__(self, data: bytes, sizes: tuple[int, ...] = (1, 3, 37, 4093, 65537)) -> None:
+        self.data, self.pos, self.sizes, self.turn = data, 0, sizes, 0
+
+    def read(self, n: int = -1) -> bytes:
+        step = self.sizes[self.turn % len(self.sizes)]
+        self.turn += 1
+        n = min(len(self.data) - self.pos, step if n < 0 else min(n, step))
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+
+def whole(stream: Pieces) -> Pieces:
+    """Short reads are the stream's right, but the CAR reader asks for exact sizes: this
+    wrapper keeps reading until a request is met (as a buffered stream does)."""
+
+    class Exact:
+        def read(self, n: int) -> bytes:
+            parts = []
+            while n > 0 and (part := stream.read(n)):
+                parts.append(part)
+                n -= len(part)
+            return b"".join(parts)
+
+    return Exact()
+
+
+def test_blocks_hashed_in_a_second_thread_are_the_same_blocks_in_order(good_car):
+    car, sections = good_car
+    _, inline = read_car(io.BytesIO(car))
+    _, behind = read_car_raw(whole(Pieces(car)), overlap=True)
+    expected = [(bytes(CID.decode(s.cid)), s.data) for s in sections]
+    assert [(bytes(c), d) for c, d in inline] == expected
+    assert [(bytes(c), bytes(d)) for c, d in behind] == expected
+
+
+def test_a_damaged_block_stops_the_blocks_hashed_behind_at_its_place(good_car):
+    car, sections = good_car
+    bad = sections[3]
+    damaged = bytearray(car)
+    damaged[bad.data_start + 5] ^= 0x01
+    _, behind = read_car_raw(io.BytesIO(bytes(damaged)), overlap=True)
+    given = []
+    with pytest.raises(CARError, match="#3") as info:
+        for cid, _ in behind:
+            given.append(cid)
+    assert _cid_text(bad) in str(info.value)
+    assert given == [bytes(CID.decode(s.cid)) for s in sections[:3]]  # nothing past the lie

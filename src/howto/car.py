@@ -250,7 +250,6 @@ def _checked_behind(sections: Iterator[tuple[int, bytes, bytes]]) -> Iterator[tu
                 future.cancel()
 
 
-
 def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
     """Parse a CAR (v1 or v2): its roots and an iterator of verified ``(cid, block)``."""
     roots, blocks = read_car_raw(stream)

@@ -244,9 +244,7 @@ class Resolver:
         # Depth first with a stack of its own, not recursion: a valid but hostile file can
         # be thousands of levels deep.  Each entry yields the (child, start, end) still to
         # read under one node, fetching a child only when its turn comes.
-        stack: list[Iterator[tuple[Block | bytes, int, int | None]]] = [
-            iter([(block, start, end)])
-        ]
+        stack: list[Iterator[tuple[Block | bytes, int, int | None]]] = [iter([(block, start, end)])]
         while stack:
             item = next(stack[-1], None)
             if item is None:
