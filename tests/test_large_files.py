@@ -331,3 +331,52 @@ def test_open_block_gives_the_stored_file_or_none(stored, tmp_path) -> None:
     assert Repo(tmp_path / "empty").open_block(leaf) is None
     identity = CID("base32", 1, "raw", ("identity", b"inline"))
     assert repo.open_block(identity) is None
+
+
+class Rechunking(BaseHTTPRequestHandler):
+    """Relays the honest gateway's reply in HTTP chunks of awkward sizes."""
+
+    protocol_version = "HTTP/1.1"
+    honest: tuple[str, int]
+    sizes = (1, 3, 37, 4093, 65537, 300001)
+
+    def do_GET(self) -> None:  # noqa: N802
+        upstream = http.client.HTTPConnection(*self.honest, timeout=30)
+        upstream.request("GET", self.path, headers={"Accept": self.headers["Accept"]})
+        reply = upstream.getresponse()
+        body = reply.read()
+        upstream.close()
+        self.send_response(reply.status)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        pos = turn = 0
+        while pos < len(body):
+            piece = body[pos : pos + self.sizes[turn % len(self.sizes)]]
+            self.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+            pos, turn = pos + len(piece), turn + 1
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_chunks_of_any_size_and_a_buffer_too_small_give_the_same_blocks(stored) -> None:
+    root, repo = stored
+    with serve(repo) as url:
+        host, port = url.removeprefix("http://").split(":")
+        handler = type("Handler", (Rechunking,), {"honest": (host, int(port))})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            honest = GatewayBlocks(url, timeout=30).car(root, "", "entity", "0:*")
+            odd = GatewayBlocks(f"http://127.0.0.1:{httpd.server_address[1]}", timeout=30)
+            for buffer in (None, bytearray(100), bytearray(len(DATA) * 2)):
+                reply = odd.car(root, "", "entity", "0:*", buffer=buffer)
+                assert reply.cids == honest.cids
+                got = {key: bytes(data) for key, data in reply.blocks.items()}
+                assert got == {key: bytes(data) for key, data in honest.blocks.items()}
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+    assert b"".join(Resolver(repo).read(root)) == DATA
