@@ -249,7 +249,10 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         session = self._sessions.get(id(loop))
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(limit=32)
-            session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            # no cookie jar: a gateway has no state to keep, and each response skips it
+            session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+            )
             self._sessions[id(loop)] = session
         return session
 
