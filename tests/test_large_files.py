@@ -380,3 +380,22 @@ def test_chunks_of_any_size_and_a_buffer_too_small_give_the_same_blocks(stored) 
             httpd.shutdown()
             httpd.server_close()
     assert b"".join(Resolver(repo).read(root)) == DATA
+
+
+def test_what_readers_get_is_bytes_whatever_path_it_took(stored, tmp_path, small_windows):
+    """Views of reused buffers never leave: the file system, ``read`` and a CAR reply
+    without a buffer give ``bytes``."""
+    from howto.fs import VerifiedIPFSFileSystem
+
+    root, repo = stored
+    (tmp_path / "small.txt").write_bytes(b"one raw block\n")
+    small = add(tmp_path / "small.txt", repo=repo, cid_version=1)
+    with serve(repo) as url:
+        reply = GatewayBlocks(url, timeout=30).car(root, "", "entity", "0:*")
+        assert all(type(data) is bytes for data in reply.blocks.values())
+        fs = VerifiedIPFSFileSystem(gateway_addr=url, repo=str(tmp_path / "empty"))
+        for path, expected in [(str(small), b"one raw block\n"), (str(root), DATA)]:
+            got = fs.cat_file(f"ipfs://{path}")
+            assert type(got) is bytes and got == expected
+        pieces = list(remote_reader(url, tmp_path).read(root))
+        assert all(type(p) is bytes for p in pieces) and b"".join(pieces) == DATA

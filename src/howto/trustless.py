@@ -433,8 +433,9 @@ class GatewayBlocks:
             body = self._body(response, MAX_CAR_BYTES, what, buffer)
             try:
                 _, sections = read_car_raw(body, roots=False, overlap=True)
+                views = buffer is not None  # raw blocks stay views of the caller's buffer
                 blocks = {
-                    multihash_of(cid): data if cid[:2] == RAW_CID_PREFIX else bytes(data)
+                    multihash_of(cid): data if views and cid[:2] == RAW_CID_PREFIX else bytes(data)
                     for cid, data in sections
                 }
             except CARError as exc:
