@@ -211,7 +211,7 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-class _Reply:
+class _Exchange:
     """One reply and its connection, which goes back to the pool once the body is read."""
 
     def __init__(
@@ -261,7 +261,7 @@ class GatewayBlocks:
 
     def _open(
         self, target: str, accept: str, what: str, method: str = "GET", namespace: str = "ipfs"
-    ) -> _Reply:
+    ) -> _Exchange:
         """Send the request; a reply that is not a plain 200 becomes a typed error."""
         path = f"{self._connections.base}/{namespace}/{target}"
         headers = {"Accept": accept, "Accept-Encoding": "identity"}
@@ -273,7 +273,7 @@ class GatewayBlocks:
                     connection.connect()
                     connection.sock.settimeout(self.timeout)  # from now on: the reply's
                 connection.request(method, path, headers=headers)
-                reply = _Reply(self._connections, connection, connection.getresponse())
+                reply = _Exchange(self._connections, connection, connection.getresponse())
                 break
             except TimeoutError:
                 connection.close()
@@ -307,7 +307,9 @@ class GatewayBlocks:
         if status != 200:
             raise GatewayError(f"{self} answered HTTP {status} for {what}")
 
-    def _body(self, reply: _Reply, limit: int, what: str, buffer: bytearray | None = None) -> _Body:
+    def _body(
+        self, reply: _Exchange, limit: int, what: str, buffer: bytearray | None = None
+    ) -> _Body:
         declared = reply.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             reply.connection.close()
@@ -315,7 +317,9 @@ class GatewayBlocks:
         deadline = time.monotonic() + self.timeout
         return _Body(reply.response, limit, deadline, f"{self}, {what}", buffer)
 
-    def _roots(self, response: _Reply | aiohttp.ClientResponse, cids: list[CID], what: str) -> None:
+    def _roots(
+        self, response: _Exchange | aiohttp.ClientResponse, cids: list[CID], what: str
+    ) -> None:
         header = response.headers.get("X-Ipfs-Roots")
         if header is not None and not same_roots(header, cids):
             raise IntegrityError(f"{self}, {what}: X-Ipfs-Roots {header!r} disagree with the DAG")
