@@ -93,7 +93,11 @@ class _Buffers:
 
 
 class DagReader:
-    """Files, directories and paths under root CIDs, read through ``chain``."""
+    """Files, directories and paths under root CIDs, read through ``chain``.
+
+    After a file has been read from a gateway, the reader keeps its window buffers (two
+    of about 33 MiB) for the next one; they go when the reader does.
+    """
 
     def __init__(self, chain: Chain, cache: BlockCache | None = None) -> None:
         self.chain = chain
