@@ -37,23 +37,22 @@ DATA = os.urandom(40 * LEAF + 12345)
 WINDOW = 5 * LEAF + 1000  # windows that end inside leaves
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory) -> tuple[CID, Repo]:
-    base = tmp_path_factory.mktemp("large")
+def added(base: Path, leaf: int) -> tuple[CID, Repo]:
+    """``DATA`` added to a repository of its own in leaves of ``leaf`` bytes."""
     (base / "data.bin").write_bytes(DATA)
     repo = Repo(base / "repo")
-    root = add(base / "data.bin", repo=repo, cid_version=1, chunker=f"size-{LEAF}")
-    return root, repo
+    return add(base / "data.bin", repo=repo, cid_version=1, chunker=f"size-{leaf}"), repo
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> tuple[CID, Repo]:
+    return added(tmp_path_factory.mktemp("large"), LEAF)
 
 
 @pytest.fixture(scope="module")
 def deep(tmp_path_factory) -> tuple[CID, Repo]:
     """The same bytes in 326 leaves of 8 KiB: more than one node holds, so two levels."""
-    base = tmp_path_factory.mktemp("deep")
-    (base / "data.bin").write_bytes(DATA)
-    repo = Repo(base / "repo")
-    root = add(base / "data.bin", repo=repo, cid_version=1, chunker=f"size-{LEAF // 8}")
-    return root, repo
+    return added(tmp_path_factory.mktemp("deep"), LEAF // 8)
 
 
 @pytest.fixture(scope="module")
