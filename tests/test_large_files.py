@@ -9,11 +9,13 @@ real servers on 127.0.0.1, with windows made small so a few MiB span many of the
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import os
 import socket
 import ssl
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -65,17 +67,61 @@ def gateways(stored):
         yield root, files, plain, repo
 
 
-def fetch(url: str, target: str, http10: bool = False) -> tuple[int, dict, bytes]:
-    """One GET with http.client (chunked bodies decoded by it), or as HTTP/1.0."""
+X = b"x"
+X_CID = CID("base32", 1, "raw", ("sha2-256", hashlib.sha256(X).digest()))
+
+
+def address(url: str) -> tuple[str, int]:
     host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    if http10:
-        connection._http_vsn, connection._http_vsn_str = 10, "HTTP/1.0"
+    return host, int(port)
+
+
+def fetch(url: str, target: str) -> tuple[int, dict, bytes]:
+    """One GET of a CAR with http.client (which decodes chunked bodies)."""
+    connection = http.client.HTTPConnection(*address(url), timeout=30)
     connection.request("GET", target, headers={"Accept": "application/vnd.ipld.car"})
     response = connection.getresponse()
     body = response.read()
     connection.close()
     return response.status, dict(response.getheaders()), body
+
+
+def fetch_http10(url: str, target: str) -> tuple[int, bytes]:
+    """One GET of a CAR as an HTTP/1.0 client: no chunks, the body ends with the connection."""
+    host, port = address(url)
+    with socket.create_connection((host, port), timeout=30) as raw:
+        raw.sendall(
+            f"GET {target} HTTP/1.0\r\nHost: {host}\r\n"
+            "Accept: application/vnd.ipld.car\r\n\r\n".encode()
+        )
+        reply = b"".join(iter(lambda: raw.recv(1 << 20), b""))
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@contextmanager
+def running(handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None):
+    """A small HTTP server on loopback for the ``with`` block; yields its base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def relay(honest: tuple[str, int], path: str, accept: str) -> tuple[int, str, bytes]:
+    """What the honest gateway answers to ``path``: status, content type and body."""
+    upstream = http.client.HTTPConnection(*honest, timeout=30)
+    upstream.request("GET", path, headers={"Accept": accept})
+    reply = upstream.getresponse()
+    body = reply.read()
+    upstream.close()
+    return reply.status, reply.getheader("Content-Type", ""), body
 
 
 @pytest.mark.parametrize(
@@ -95,14 +141,14 @@ def test_sendfile_ranges_are_the_plain_replies_byte_for_byte(gateways, query) ->
     assert status == 200 and headers.get("Transfer-Encoding") == "chunked"
     assert (200, sent) == fetch(plain, target)[::2]
     # and an HTTP/1.0 reader (no chunks) gets the same bytes from the plain code path
-    assert (200, sent) == fetch(files, target, http10=True)[::2]
+    assert (200, sent) == fetch_http10(files, target)
 
 
 def test_a_reader_that_hangs_up_leaves_the_gateway_serving(gateways) -> None:
     root, files, _, repo = gateways
-    host, port = files.removeprefix("http://").split(":")
+    host, port = address(files)
     for _ in range(20):  # each time the gateway is in the middle of sending leaves
-        with socket.create_connection((host, int(port)), timeout=10) as raw:
+        with socket.create_connection((host, port), timeout=10) as raw:
             raw.sendall(
                 f"GET /ipfs/{root}?format=car&dag-scope=entity&entity-bytes=0:* HTTP/1.1\r\n"
                 f"Host: {host}\r\nAccept: application/vnd.ipld.car\r\n\r\n".encode()
@@ -184,15 +230,12 @@ def test_a_lie_in_a_window_writes_nothing_of_that_window(stored, tmp_path, small
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802
-            upstream = http.client.HTTPConnection(*honest, timeout=30)
-            upstream.request("GET", self.path, headers={"Accept": self.headers["Accept"]})
-            reply = upstream.getresponse()
-            body = bytearray(reply.read())
-            upstream.close()
+            status, kind, body = relay(honest, self.path, self.headers["Accept"])
+            body = bytearray(body)
             if "entity-bytes=" in self.path and "entity-bytes=0:" not in self.path:
                 body[-3] ^= 0x10  # the second window on: one byte of its last leaf
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.getheader("Content-Type", ""))
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -200,19 +243,11 @@ def test_a_lie_in_a_window_writes_nothing_of_that_window(stored, tmp_path, small
         def log_message(self, *args) -> None:
             pass
 
-    with serve(repo) as url:
-        honest = url.removeprefix("http://").split(":")
-        honest[1] = int(honest[1])
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Liar)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        try:
-            sink = Sink()
-            lying = f"http://127.0.0.1:{httpd.server_address[1]}"
-            with pytest.raises(IntegrityError, match="does not match"):
-                remote_reader(lying, tmp_path).read_to(sink, root)
-        finally:
-            httpd.shutdown()
-            httpd.server_close()
+    sink = Sink()
+    with serve(repo) as url, running(Liar) as lying:
+        honest = address(url)
+        with pytest.raises(IntegrityError, match="does not match"):
+            remote_reader(lying, tmp_path).read_to(sink, root)
     assert b"".join(sink.parts) == DATA[:WINDOW]  # the first window only: it was true
 
 
@@ -224,7 +259,6 @@ class Counting(BaseHTTPRequestHandler):
     without saying so (as a gateway dropping idle keep-alive connections does)."""
 
     protocol_version = "HTTP/1.1"
-    body = b"x"
     connections = 0
     close_silently = False
 
@@ -234,9 +268,9 @@ class Counting(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         self.send_response(200)
-        self.send_header("Content-Length", str(len(self.body)))
+        self.send_header("Content-Length", str(len(X)))
         self.end_headers()
-        self.wfile.write(self.body)
+        self.wfile.write(X)
         if self.close_silently:
             self.close_connection = True
 
@@ -244,36 +278,23 @@ class Counting(BaseHTTPRequestHandler):
         pass
 
 
-def counting_server(**attrs):
-    handler = type("Handler", (Counting,), {"connections": 0, **attrs})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, handler, f"http://127.0.0.1:{httpd.server_address[1]}"
+def counting(**attrs) -> type[Counting]:
+    return type("Handler", (Counting,), {"connections": 0, **attrs})
 
 
-def test_one_kept_alive_connection_serves_many_requests() -> None:
-    httpd, handler, url = counting_server()
-    cid = CID("base32", 1, "raw", ("sha2-256", __import__("hashlib").sha256(b"x").digest()))
-    try:
+@pytest.mark.parametrize(
+    ("close_silently", "requests", "connections"),
+    [(False, 10, 1), (True, 5, 5)],
+    ids=["kept alive", "closed by the gateway and replaced"],
+)
+def test_connections_are_kept_and_replaced_when_the_gateway_closed_them(
+    close_silently, requests, connections
+) -> None:
+    handler = counting(close_silently=close_silently)
+    with running(handler) as url:
         gateway = GatewayBlocks(url, timeout=10)
-        assert [gateway.get(cid) for _ in range(10)] == [b"x"] * 10
-        assert handler.connections == 1
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def test_a_connection_the_gateway_closed_is_replaced_once() -> None:
-    httpd, handler, url = counting_server(close_silently=True)
-    cid = CID("base32", 1, "raw", ("sha2-256", __import__("hashlib").sha256(b"x").digest()))
-    try:
-        gateway = GatewayBlocks(url, timeout=10)
-        assert [gateway.get(cid) for _ in range(5)] == [b"x"] * 5
-        assert handler.connections == 5
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+        assert [gateway.get(X_CID) for _ in range(requests)] == [X] * requests
+    assert handler.connections == connections
 
 
 def test_an_https_gateway_with_an_untrusted_certificate_is_refused(tmp_path) -> None:
@@ -306,20 +327,14 @@ def test_an_https_gateway_with_an_untrusted_certificate_is_refused(tmp_path) -> 
             serialization.NoEncryption(),
         )
     )
-    httpd, _, url = counting_server()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    cid = CID("base32", 1, "raw", ("sha2-256", __import__("hashlib").sha256(b"x").digest()))
-    try:
+    with running(counting(), tls=context) as url:
         gateway = GatewayBlocks(url.replace("http://", "https://"), timeout=10)
         with pytest.raises(GatewayError, match="cannot reach gateway https://127.0.0.1") as info:
-            gateway.get(cid)
-        assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
-        assert "\n" not in str(info.value)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+            gateway.get(X_CID)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_open_block_gives_the_stored_file_or_none(stored, tmp_path) -> None:
@@ -340,12 +355,8 @@ class Rechunking(BaseHTTPRequestHandler):
     sizes = (1, 3, 37, 4093, 65537, 300001)
 
     def do_GET(self) -> None:  # noqa: N802
-        upstream = http.client.HTTPConnection(*self.honest, timeout=30)
-        upstream.request("GET", self.path, headers={"Accept": self.headers["Accept"]})
-        reply = upstream.getresponse()
-        body = reply.read()
-        upstream.close()
-        self.send_response(reply.status)
+        status, _, body = relay(self.honest, self.path, self.headers["Accept"])
+        self.send_response(status)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         pos = turn = 0
@@ -362,22 +373,15 @@ class Rechunking(BaseHTTPRequestHandler):
 def test_chunks_of_any_size_and_a_buffer_too_small_give_the_same_blocks(stored) -> None:
     root, repo = stored
     with serve(repo) as url:
-        host, port = url.removeprefix("http://").split(":")
-        handler = type("Handler", (Rechunking,), {"honest": (host, int(port))})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        httpd.daemon_threads = True
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        try:
+        handler = type("Handler", (Rechunking,), {"honest": address(url)})
+        with running(handler) as rechunked:
             honest = GatewayBlocks(url, timeout=30).car(root, "", "entity", "0:*")
-            odd = GatewayBlocks(f"http://127.0.0.1:{httpd.server_address[1]}", timeout=30)
+            odd = GatewayBlocks(rechunked, timeout=30)
             for buffer in (None, bytearray(100), bytearray(len(DATA) * 2)):
                 reply = odd.car(root, "", "entity", "0:*", buffer=buffer)
                 assert reply.cids == honest.cids
                 got = {key: bytes(data) for key, data in reply.blocks.items()}
                 assert got == {key: bytes(data) for key, data in honest.blocks.items()}
-        finally:
-            httpd.shutdown()
-            httpd.server_close()
     assert b"".join(Resolver(repo).read(root)) == DATA
 
 

@@ -12,7 +12,6 @@ by hash from the root, whichever source sent it.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -32,8 +31,6 @@ if TYPE_CHECKING:
 
 #: Room in a window's buffer beyond the file bytes, for the CAR framing and the nodes.
 WINDOW_SLACK = 1 << 20
-#: File windows in flight from gateways at once, besides the one being given out.
-WINDOWS_AHEAD = 1
 
 
 class _Missing(Exception):
@@ -104,7 +101,7 @@ class DagReader:
         self.cache = cache if cache is not None else BlockCache()
         self._local = Resolver(_LocalOnly(chain), self.cache)
         self._trees: dict[CID, Tree] = {}
-        self._buffers = _Buffers(WINDOW_BYTES + WINDOW_SLACK, keep=WINDOWS_AHEAD + 1)
+        self._buffers = _Buffers(WINDOW_BYTES + WINDOW_SLACK)
 
     def _with(self, reply: _Reply) -> Resolver:
         """A resolver over the local sources, ``reply``, then the gateways."""
@@ -217,27 +214,30 @@ class DagReader:
         spans = [(pos, min(end, pos + WINDOW_BYTES)) for pos in range(first, end, WINDOW_BYTES)]
         if not spans:
             return
-        # Windows are fetched WINDOWS_AHEAD at a time, each on its own connection, while
-        # the one before them is given out: the gateway keeps sending, and receiving and
-        # hashing are spread over the cores.
-        pending: deque[Future] = deque()
-        spans.reverse()
-        with ThreadPoolExecutor(WINDOWS_AHEAD, thread_name_prefix="howto-window") as pool:
+        if len(spans) == 1:  # one window: nothing to fetch ahead, no thread
+            pieces, buffer = self._window(target, *spans[0])
             try:
-                while spans or pending:
-                    while spans and len(pending) < WINDOWS_AHEAD:
-                        pending.append(pool.submit(self._window, target, *spans.pop()))
-                    pieces, buffer = pending.popleft().result()
-                    if spans:  # the next window starts before this one is given out
-                        pending.append(pool.submit(self._window, target, *spans.pop()))
+                yield pieces
+            finally:
+                self._buffers.give(buffer)
+            return
+        # The next window is fetched while this one is given out: the gateway keeps sending.
+        with ThreadPoolExecutor(1, thread_name_prefix="howto-window") as pool:
+            ahead: Future | None = pool.submit(self._window, target, *spans[0])
+            try:
+                for following in [*spans[1:], None]:
+                    pieces, buffer = ahead.result()
+                    ahead = None
+                    if following is not None:
+                        ahead = pool.submit(self._window, target, *following)
                     try:
                         yield pieces
                     finally:
                         self._buffers.give(buffer)
             finally:
-                for future in pending:
-                    future.cancel()
-                    future.add_done_callback(self._give_back)
+                if ahead is not None:  # the reader stopped early
+                    ahead.cancel()
+                    ahead.add_done_callback(self._give_back)
 
     def _give_back(self, future: Future) -> None:
         """The buffer of a window fetched for nothing (the reader stopped early)."""
