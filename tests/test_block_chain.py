@@ -26,6 +26,7 @@ from howto.cids import cid_text
 from howto.errors import GatewayError, IntegrityError, NotFoundError
 from howto.gateway import serve
 from howto.gateways import configured_gateway, configured_gateways
+from howto.reader import DagReader
 from howto.repo import Repo
 from howto.trustless import GatewayBlocks
 
@@ -175,6 +176,26 @@ def test_a_mapping_is_a_block_source_and_store() -> None:
     blocks[cid_text(cid)] = b"changed in the dict"
     with pytest.raises(IntegrityError):
         source.get(cid)
+
+
+def test_known_path_answers_from_verified_nodes_in_memory_only(tmp_path) -> None:
+    """``DagReader.known_path`` walks only nodes verified earlier: nothing before a read,
+    the same CIDs after one, even once no source holds any block."""
+    tree = tmp_path / "tree"
+    (tree / "inner").mkdir(parents=True)
+    (tree / "inner" / "leaf.txt").write_bytes(b"a leaf\n")
+    blocks: dict[str, bytes] = {}
+    store = MappingBlocks(blocks)
+    root = add(tree, repo=store, cid_version=1, raw_leaves=True)
+    reader = DagReader(Chain([store]))
+    assert reader.known_path(root, "inner/leaf.txt") is None
+    cids = reader.resolve(root, "inner/leaf.txt")
+    assert len(cids) == 3 and reader.chain.get(cids[-1]) == b"a leaf\n"
+    blocks.clear()
+    assert reader.known_path(root, "inner/leaf.txt") == cids
+    assert reader.known_path(root, "") == [root]
+    with pytest.raises(NotFoundError):
+        reader.known_path(root, "inner/other.txt")
 
 
 def test_the_configured_gateways_in_order(monkeypatch) -> None:

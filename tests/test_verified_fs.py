@@ -46,7 +46,7 @@ class Site:
     def __init__(self, base: Path) -> None:
         self.repo = Repo(base / "repo")
         self.big = random.Random(11).randbytes(BIG_SIZE)
-        tree = base / "site"
+        tree = self.tree = base / "site"
         (tree / "sub").mkdir(parents=True)
         (tree / "names").mkdir()
         (tree / "hello.txt").write_bytes(HELLO)
@@ -207,6 +207,32 @@ def test_repeated_reads_reuse_verified_directories(vfs, site, monkeypatch):
     assert "/names/" not in asked[-1][0]  # the file's own CID, not the path
     assert vfs.info(f"{root}/names")["type"] == "directory"
     assert len(asked) == count + 1  # a verified node needs no second request
+
+
+def test_first_reads_under_a_verified_directory_stay_on_the_event_loop(site, url, monkeypatch):
+    """After a directory is verified, a file of one raw block that was never read before
+    is fetched on the event loop (``aget``), with no worker thread to resolve its path."""
+    vfs = VerifiedIPFSFileSystem(gateway_addr=url, timeout=20, skip_instance_cache=True)
+    ways: list[str] = []
+    real_open, real_aget = GatewayBlocks._open, GatewayBlocks.aget
+
+    def spying_open(self, target, *args, **kwargs):
+        ways.append("thread")
+        return real_open(self, target, *args, **kwargs)
+
+    async def spying_aget(self, cid, session):
+        ways.append("event loop")
+        return await real_aget(self, cid, session)
+
+    monkeypatch.setattr(GatewayBlocks, "_open", spying_open)
+    monkeypatch.setattr(GatewayBlocks, "aget", spying_aget)
+    array = f"{site.root}/data.zarr/w"
+    chunks = sorted(n.rsplit("/", 1)[1] for n in vfs.ls(array, detail=False) if "/." not in n)
+    assert len(chunks) == 9 and "thread" in ways  # the listing fetched the directory
+    ways.clear()
+    data = [vfs.cat_file(f"{array}/{name}") for name in chunks]
+    assert ways == ["event loop"] * len(chunks)
+    assert data == [(site.tree / "data.zarr" / "w" / name).read_bytes() for name in chunks]
 
 
 @pytest.fixture

@@ -202,9 +202,7 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         if cids is not None and cids[-1].codec.code == RAW:
             return reader.chain.get(cids[-1])[start:end]  # a known leaf: fetched alone
         resolver, cids = reader.locate(*_split(path))
-        if len(self._resolved) >= RESOLVED_PATHS:
-            self._resolved.clear()
-        self._resolved[path] = cids
+        self._remember(path, cids)
         target = resolver.block(cids[-1])
         if target.cid.codec.code == RAW:  # one block: slicing gives fsspec's rules
             return target.data[start:end]
@@ -219,6 +217,21 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         reader.read_to(out, target.cid, "", start, end)
         return out.getvalue()
 
+    def _known(self, path: str) -> list[CID] | None:
+        """The CIDs along ``CID/sub/path`` if known without I/O (remembered, or through
+        nodes in memory), for reads that need no thread; else ``None``."""
+        cids = self._resolved.get(path)
+        if cids is None:
+            root, subpath = _split(path)
+            if root.codec.code != DAG_CBOR and (cids := self.reader().known_path(root, subpath)):
+                self._remember(path, cids)
+        return cids
+
+    def _remember(self, path: str, cids: list[CID]) -> None:
+        if len(self._resolved) >= RESOLVED_PATHS:
+            self._resolved.clear()
+        self._resolved[path] = cids
+
     async def _info(self, path: str, **kwargs: object) -> dict:
         return await asyncio.to_thread(self._info_now, path)
 
@@ -228,7 +241,7 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
     async def _cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: object
     ) -> bytes:
-        cids = self._resolved.get(self._strip_protocol(path))
+        cids = self._known(self._strip_protocol(path))
         if cids is not None and cids[-1].codec.code == RAW:  # one block, a zarr chunk
             chain = self.reader().chain
             if chain.has(cids[-1]):  # local: reading and hashing it here beats a thread hop
@@ -312,6 +325,9 @@ class VerifiedIPNSFileSystem(VerifiedIPFSFileSystem):
 
     def _cat_now(self, path: str, start: int | None, end: int | None) -> bytes:
         return super()._cat_now(self._target(path)[1], start, end)
+
+    def _known(self, path: str) -> None:
+        return None  # a name is resolved in a thread: it may need a gateway
 
 
 class IPFSFile(AbstractBufferedFile):

@@ -50,6 +50,13 @@ class _LocalOnly:
             raise _Missing from None
 
 
+class _NoSource:
+    """A source with no blocks: a resolver over it and a cache reads only the cache."""
+
+    def get(self, cid: CidLike) -> bytes:
+        raise _Missing
+
+
 class _Reply(Received):
     """A CAR reply in a chain: lacking a block is a lie when the reply had to hold it."""
 
@@ -155,6 +162,14 @@ class DagReader:
 
     def resolve(self, root: CID | str, path: str = "") -> list[CID]:
         return self.locate(root, path)[1]
+
+    def known_path(self, root: CID, path: str) -> list[CID] | None:
+        """The CIDs along ``path`` when every node on the way is verified and in memory
+        already, else ``None``: no I/O at all, so an event loop may ask."""
+        try:
+            return Resolver(_NoSource(), self.cache).resolve(root, path)
+        except _Missing:
+            return None
 
     def stat(self, root: CID | str, path: str = "") -> tuple[Block, int, list[CID]]:
         """The target block, its file size (0 for directories) and the CIDs on the path."""
