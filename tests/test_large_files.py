@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -221,6 +222,24 @@ def test_window_buffers_are_used_again_not_shared(stored, tmp_path, small_window
         kept = list(reader.read(root))  # every window, held at once
         again = list(reader.read(root))
     assert b"".join(kept) == DATA == b"".join(again)
+
+
+def test_window_buffers_are_let_go_when_idle(stored, tmp_path, small_windows, monkeypatch):
+    """The two buffers kept for the next read go once no read has used them for
+    ``BUFFERS_IDLE_SECONDS``; a later read takes new ones."""
+    monkeypatch.setattr(reader_module, "BUFFERS_IDLE_SECONDS", 0.3)
+    root, repo = stored
+    with serve(repo) as url:
+        reader = remote_reader(url, tmp_path)
+        assert reader.buffered_bytes == 0
+        assert b"".join(reader.read(root)) == DATA
+        assert reader.buffered_bytes >= 2 * WINDOW
+        deadline = time.monotonic() + 20
+        while reader.buffered_bytes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reader.buffered_bytes == 0
+        assert b"".join(reader.read(root)) == DATA
+        assert reader.buffered_bytes >= 2 * WINDOW
 
 
 def test_a_lie_in_a_window_writes_nothing_of_that_window(stored, tmp_path, small_windows) -> None:

@@ -12,6 +12,7 @@ by hash from the root, whichever source sent it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 #: Room in a window's buffer beyond the file bytes, for the CAR framing and the nodes.
 WINDOW_SLACK = 1 << 20
+#: Window buffers nobody used for this long are let go.
+BUFFERS_IDLE_SECONDS = 30.0
 
 
 class _Missing(Exception):
@@ -75,13 +78,21 @@ class _Reply(Received):
 
 class _Buffers:
     """Receive buffers for file windows, used again and again (so their memory is already
-    mapped); at most ``keep`` are kept between reads."""
+    mapped); at most ``keep`` are kept between reads, and none once ``BUFFERS_IDLE_SECONDS``
+    have passed without a read."""
 
     def __init__(self, size: int, keep: int = 2) -> None:
         self.size = size
         self.keep = keep
         self._free: list[bytearray] = []
         self._lock = threading.Lock()
+        self._used = 0.0  # when a buffer was last given back
+        self._timer: threading.Timer | None = None
+
+    @property
+    def kept(self) -> int:
+        with self._lock:
+            return sum(len(buffer) for buffer in self._free)
 
     def take(self) -> bytearray:
         with self._lock:
@@ -94,13 +105,33 @@ class _Buffers:
             with self._lock:
                 if len(self._free) < self.keep:
                     self._free.append(buffer)
+                self._used = time.monotonic()
+                if self._timer is None:
+                    self._trim_later(BUFFERS_IDLE_SECONDS)
+
+    def _trim_later(self, seconds: float) -> None:
+        self._timer = threading.Timer(seconds, self._trim)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _trim(self) -> None:
+        """Let the kept buffers go if they have been idle long enough; else look again
+        when they will have been."""
+        with self._lock:
+            idle = time.monotonic() - self._used
+            if idle >= BUFFERS_IDLE_SECONDS:
+                self._free.clear()
+                self._timer = None
+            else:
+                self._trim_later(BUFFERS_IDLE_SECONDS - idle)
 
 
 class DagReader:
     """Files, directories and paths under root CIDs, read through ``chain``.
 
     After a file has been read from a gateway, the reader keeps its window buffers (two
-    of about 33 MiB) for the next one; they go when the reader does.
+    of about 33 MiB) for the next read, and lets them go after ``BUFFERS_IDLE_SECONDS``
+    without one (``buffered_bytes`` says how much it keeps).
     """
 
     def __init__(self, chain: Chain, cache: BlockCache | None = None) -> None:
@@ -109,6 +140,11 @@ class DagReader:
         self._local = Resolver(_LocalOnly(chain), self.cache)
         self._trees: dict[CID, Tree] = {}
         self._buffers = _Buffers(WINDOW_BYTES + WINDOW_SLACK)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of window buffers kept now for the next read from a gateway."""
+        return self._buffers.kept
 
     def _with(self, reply: _Reply) -> Resolver:
         """A resolver over the local sources, ``reply``, then the gateways."""
