@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -379,6 +380,30 @@ def test_dask_workers_read_and_verify_a_bucket_backed_zarr(tmp_path, s3env, buck
         with pytest.raises(IntegrityError):
             fresh.t.sum().compute()
     shutil.rmtree(tmp_path / "d.zarr")
+
+
+def test_a_bucket_repository_is_never_asked_on_the_event_loop(tmp_path, s3env, bucket, monkeypatch):
+    """Every question to a bucket waits on a network, so ``ipfs://`` reads ask it from
+    worker threads, never from the event loop that drives all reads (first or repeated)."""
+    (tmp_path / "tree").mkdir()
+    files = {f"f{i}": os.urandom(1000 + i) for i in range(6)}
+    for name, data in files.items():
+        (tmp_path / "tree" / name).write_bytes(data)
+    url = f"s3://{bucket}/repo"
+    root = add(tmp_path / "tree", repo=BucketRepo(url), cid_version=1, raw_leaves=True)
+    asked_from: set[str] = set()
+    for method in ("has", "get", "get_unverified"):
+        real = getattr(BucketRepo, method)
+
+        def spy(self, *args, _real=real, **kwargs):
+            asked_from.add(threading.current_thread().name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(BucketRepo, method, spy)
+    fs = filesystem(offline=True, repo=url, skip_instance_cache=True)
+    for _ in range(2):  # first reads, then paths the file system remembers
+        assert {name: fs.cat_file(f"{root}/{name}") for name in files} == files
+    assert asked_from and "fsspecIO" not in asked_from
 
 
 def test_add_over_http_gives_the_cid_of_the_local_file(tmp_path):

@@ -33,7 +33,7 @@ from .cids import DAG_CBOR, DAG_JSON, RAW, cid_text, parse_cid
 from .errors import GatewayTimeout, NotFoundError, PathNotSupportedError
 from .gateways import configured_gateways
 from .reader import DagReader
-from .repo import default_repo_location
+from .repo import Repo, default_repo_location
 from .resolver import BlockCache
 from .sources import default_chain
 from .trustless import default_timeout
@@ -97,21 +97,26 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self.repo = repo
         self.repo_options = repo_options
         self._cache = BlockCache()  # verified nodes, shared by every reader of this instance
-        self._readers: dict[tuple, DagReader] = {}
+        self._readers: dict[tuple, tuple[DagReader, bool]] = {}
         self._resolved: dict[str, list[CID]] = {}  # path → CIDs, through verified nodes
         self._sessions: dict[int, aiohttp.ClientSession] = {}
         weakref.finalize(self, _close_sessions, self._sessions)
 
     def reader(self) -> DagReader:
         """The reader for the current repository and gateways (both may change in a process)."""
+        return self._current()[0]
+
+    def _current(self) -> tuple[DagReader, bool]:
+        """``reader()``, and whether its repository is a folder on this machine, which an
+        event loop may read (a bucket is read in a thread: even ``has`` waits on a network)."""
         gateways = self.gateways
         key = (self.repo or default_repo_location(), tuple(gateways))
-        reader = self._readers.get(key)
-        if reader is None:
+        current = self._readers.get(key)
+        if current is None:
             repo = open_repo(key[0], self.repo_options)
             chain = default_chain(gateways=gateways, timeout=self.timeout, repo=repo)
-            reader = self._readers[key] = DagReader(chain, self._cache)
-        return reader
+            current = self._readers[key] = (DagReader(chain, self._cache), isinstance(repo, Repo))
+        return current
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:
@@ -241,9 +246,10 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
     async def _cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: object
     ) -> bytes:
+        reader, on_disk = self._current()
         cids = self._known(self._strip_protocol(path))
-        if cids is not None and cids[-1].codec.code == RAW:  # one block, a zarr chunk
-            chain = self.reader().chain
+        if cids is not None and cids[-1].codec.code == RAW and on_disk:  # a zarr chunk, say
+            chain = reader.chain
             if chain.has(cids[-1]):  # local: reading and hashing it here beats a thread hop
                 return self._cat_now(path, start, end)
             session = await self._session()
