@@ -222,13 +222,13 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         reader.read_to(out, target.cid, "", start, end)
         return out.getvalue()
 
-    def _known(self, path: str) -> list[CID] | None:
+    def _known(self, path: str, reader: DagReader) -> list[CID] | None:
         """The CIDs along ``CID/sub/path`` if known without I/O (remembered, or through
-        nodes in memory), for reads that need no thread; else ``None``."""
+        nodes in ``reader``'s memory), for reads that need no thread; else ``None``."""
         cids = self._resolved.get(path)
         if cids is None:
             root, subpath = _split(path)
-            if root.codec.code != DAG_CBOR and (cids := self.reader().known_path(root, subpath)):
+            if root.codec.code != DAG_CBOR and (cids := reader.known_path(root, subpath)):
                 self._remember(path, cids)
         return cids
 
@@ -247,8 +247,8 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: object
     ) -> bytes:
         reader, on_disk = self._current()
-        cids = self._known(self._strip_protocol(path))
-        if cids is not None and cids[-1].codec.code == RAW and on_disk:  # a zarr chunk, say
+        cids = self._known(self._strip_protocol(path), reader) if on_disk else None
+        if cids is not None and cids[-1].codec.code == RAW:  # one block, a zarr chunk say
             chain = reader.chain
             if chain.has(cids[-1]):  # local: reading and hashing it here beats a thread hop
                 return self._cat_now(path, start, end)
@@ -332,7 +332,7 @@ class VerifiedIPNSFileSystem(VerifiedIPFSFileSystem):
     def _cat_now(self, path: str, start: int | None, end: int | None) -> bytes:
         return super()._cat_now(self._target(path)[1], start, end)
 
-    def _known(self, path: str) -> None:
+    def _known(self, path: str, reader: DagReader) -> None:
         return None  # a name is resolved in a thread: it may need a gateway
 
 
