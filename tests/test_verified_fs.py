@@ -374,3 +374,25 @@ print(json.dumps([configured_gateways(), fs.gateways, first, again, second, body
 def test_cid_objects_and_v0_paths(vfs, site):
     v0 = CID("base58btc", 0, "dag-pb", site.root.digest)
     assert vfs.cat(f"ipfs://{v0}/hello.txt") == HELLO
+
+
+def test_gateway_benchmark_runs_and_reports_every_figure():
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gateway.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--zarr-mb", "1", "--file-mb", "4", "--repeat", "1"]
+        + ["--no-goal"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for figure in (
+        "sha256 on this machine",
+        "blocks behind howto serve",
+        "unmodified ipfsspec, same gateway",
+        "howto, verified",
+        "sha256 of the chunk alone",
+        "streamed (howto cat)",
+    ):
+        assert figure in result.stdout
+    assert "Unclosed" not in result.stderr  # every HTTP session of the benchmark is closed
