@@ -255,7 +255,6 @@ def main(argv: list[str] | None = None) -> int:
                 args.repeat,
             )
 
-            os.environ["HOWTO_REPO"] = str(tmp / "empty-repo")
             piece = 64 * MIB
 
             def read_file() -> int:
