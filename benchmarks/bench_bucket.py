@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from howto.add import add
-from howto.bucket import BucketRepo
+from howto.blocks.bucket import BucketRepo
 from howto.fs import enable
-from howto.remote import WINDOW
 from howto.s3server import local_s3
+from howto.unixfs.add import add
+from howto.unixfs.remote import WINDOW
 
 MB = 10**6
 MAX_ZARR_RATIO = 1.5

@@ -188,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         import ipfsspec
 
         from howto import fs as howto_fs
-        from howto.add import add
-        from howto.reader import DagReader
-        from howto.repo import Repo
-        from howto.sources import default_chain
+        from howto.blocks.repo import Repo
+        from howto.retrieval.reader import DagReader
+        from howto.retrieval.sources import default_chain
+        from howto.unixfs.add import add
 
         verified = howto_fs.VerifiedIPFSFileSystem
 

@@ -26,8 +26,8 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from howto.blocks.repo import Repo
 from howto.ipld import IPLDStore, open_dataset
-from howto.repo import Repo
 
 LIMIT = 2.0
 

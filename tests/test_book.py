@@ -310,10 +310,10 @@ def test_api_page_documents_the_package(book):
     for name in [
         "howto.get_intake_catalog",
         "howto.CAStore",
-        "howto.catalog.catalog_dir",
-        "howto.cids.parse_cid",
-        "howto.car.read_car",
-        "howto.gateway.serve",
+        "howto.blocks.bundled.catalog_dir",
+        "howto.formats.cids.parse_cid",
+        "howto.formats.car.read_car",
+        "howto.gateway.server.serve",
         "howto.ipld.IPLDStore",
     ]:
         assert f'id="{name}"' in page, f"{name} is not documented"

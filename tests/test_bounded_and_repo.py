@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from multiformats import CID, multihash
 
+from howto.blocks.repo import Repo
 from howto.errors import GatewayError
-from howto.repo import Repo
-from howto.trustless import MAX_BLOCK_BYTES, GatewayBlocks
+from howto.retrieval.trustless import MAX_BLOCK_BYTES, GatewayBlocks
 
 BLOCK = b"a block that a gateway could send\n"
 CID_OF_BLOCK = CID("base32", 1, "raw", multihash.digest(BLOCK, "sha2-256"))

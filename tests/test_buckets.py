@@ -23,18 +23,18 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from howto.add import add
-from howto.blocks import CarBlocks, Chain
-from howto.bucket import BucketRepo, StorageError, open_repo
-from howto.bundled import bundled_car_files
-from howto.cids import multihash_of, raw_cid, to_cid
+from howto.blocks.bucket import BucketRepo, StorageError, open_repo
+from howto.blocks.bundled import bundled_car_files
+from howto.blocks.chain import CarBlocks, Chain
+from howto.blocks.repo import Repo, block_key
 from howto.errors import IntegrityError
+from howto.formats.cids import multihash_of, raw_cid, to_cid
 from howto.fs import enable, filesystem
-from howto.importer import Importer, Options
-from howto.reader import DagReader
-from howto.remote import BATCH_FILES, SMALL_FILE
-from howto.repo import Repo, block_key
+from howto.retrieval.reader import DagReader
 from howto.s3server import local_s3
+from howto.unixfs.add import add
+from howto.unixfs.importer import Importer, Options
+from howto.unixfs.remote import BATCH_FILES, SMALL_FILE
 
 HOWTO = [sys.executable, "-m", "howto.cli"]
 
@@ -251,7 +251,7 @@ def test_an_overwritten_object_is_refused_never_returned(tmp_path, s3env, bucket
 
 
 def test_a_failed_transaction_leaves_no_object(s3env, bucket, monkeypatch):
-    monkeypatch.setattr("howto.bucket.FLUSH_BYTES", 300_000)  # stage in the bucket early
+    monkeypatch.setattr("howto.blocks.bucket.FLUSH_BYTES", 300_000)  # stage in the bucket early
     repo = BucketRepo(f"s3://{bucket}/repo")
     fs = s3env.filesystem()
     with pytest.raises(RuntimeError), repo.transaction() as txn:
@@ -264,7 +264,7 @@ def test_a_failed_transaction_leaves_no_object(s3env, bucket, monkeypatch):
 
 
 def test_a_large_transaction_lands_every_block_and_clears_its_staging(s3env, bucket, monkeypatch):
-    monkeypatch.setattr("howto.bucket.FLUSH_BYTES", 300_000)
+    monkeypatch.setattr("howto.blocks.bucket.FLUSH_BYTES", 300_000)
     repo = BucketRepo(f"s3://{bucket}/repo")
     data = np.random.default_rng(4).bytes(2_000_000)
     with repo.transaction() as txn:
@@ -441,7 +441,7 @@ def test_bucket_benchmark_runs_and_reports_every_figure():
 
 
 def test_a_repository_under_a_file_url_renames_blocks_into_place(tmp_path, monkeypatch):
-    monkeypatch.setattr("howto.bucket.FLUSH_BYTES", 300_000)
+    monkeypatch.setattr("howto.blocks.bucket.FLUSH_BYTES", 300_000)
     repo = BucketRepo(f"file://{tmp_path}/repo")
     assert not repo.atomic_puts
     data = np.random.default_rng(5).bytes(1_500_000)

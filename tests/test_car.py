@@ -17,10 +17,10 @@ import pytest
 from kubo_vectors import keystream, write_tree
 from multiformats import CID
 
-from howto.add import add
-from howto.car import CARError, read_car, read_car_raw, write_car
-from howto.repo import Repo
-from howto.transfer import export_car, import_car
+from howto.blocks.repo import Repo
+from howto.formats.car import CARError, read_car, read_car_raw, write_car
+from howto.retrieval.transfer import export_car, import_car
+from howto.unixfs.add import add
 
 CHUNK = 262144
 

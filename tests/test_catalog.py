@@ -20,14 +20,15 @@ import xarray as xr
 from multiformats import CID, multihash
 
 import howto
-from howto.blocks import CarBlocks
-from howto.car import read_car
-from howto.catalog import bundled_car_files, catalog_dir, classic_catalog_path
+from howto.blocks.bundled import bundled_car_files, catalog_dir
+from howto.blocks.chain import CarBlocks
+from howto.catalog import classic_catalog_path
 from howto.cli import main
 from howto.errors import NotFoundError
+from howto.formats.car import read_car
 from howto.fs import GatewayTimeout
-from howto.gateways import configured_gateway
-from howto.resolver import Resolver
+from howto.retrieval.discovery import configured_gateway
+from howto.unixfs.resolver import Resolver
 
 LAUNCH = np.datetime64("2019-02-18T20:41:24", "ns")
 NC_FILL = 9.969209968386869e36  # netCDF's default fill value for doubles

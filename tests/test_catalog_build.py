@@ -19,13 +19,15 @@ from multiformats import CID
 
 import howto
 from howto import catalog
-from howto.add import add
-from howto.blocks import CarBlocks
-from howto.car import read_car
-from howto.catalog import PROFILE, build_ipfs_catalog, catalog_dir, pin_version, stage_ipfs_tree
-from howto.cids import v1_str
-from howto.repo import Repo
-from howto.resolver import Resolver
+from howto.blocks.bundled import catalog_dir
+from howto.blocks.chain import CarBlocks
+from howto.blocks.repo import Repo
+from howto.catalog import PROFILE, build_ipfs_catalog, pin_version, stage_ipfs_tree
+from howto.catalog import build as catalog_build
+from howto.formats.car import read_car
+from howto.formats.cids import v1_str
+from howto.unixfs.add import add
+from howto.unixfs.resolver import Resolver
 
 RADIOSONDES = "BCO/radiosondes.yml"
 DATA = "data/BCO/radiosondes"
@@ -217,7 +219,7 @@ def test_a_failed_index_write_leaves_no_car_behind(copy, monkeypatch) -> None:
     def refuse(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(catalog.os, "replace", refuse)
+    monkeypatch.setattr(catalog_build.os, "replace", refuse)
     with pytest.raises(OSError, match="disk full"):
         pin_version("v3", "x", classic=copy / "catalog.yml")
     assert snapshot(copy) == before

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from kubo_vectors import keystream, random_names, write_tree
 
-from howto.add import PROGRESS_MIN_BYTES, add_paths
-from howto.importer import DEFAULT_CHUNK
+from howto.unixfs.add import PROGRESS_MIN_BYTES, add_paths
+from howto.unixfs.importer import DEFAULT_CHUNK
 
 HOWTO = [sys.executable, "-m", "howto.cli"]
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from multiformats import CID, multihash
 
-from howto.car import read_car, read_car_raw
-from howto.cids import cid_bytes, to_cid
+from howto.blocks.repo import Repo
 from howto.errors import IpnsError
-from howto.gateway import serve
-from howto.ipns import RecordStore, parse_name, verify_record
-from howto.repo import Repo
-from howto.resolver import Resolver
+from howto.formats.car import read_car, read_car_raw
+from howto.formats.cids import cid_bytes, to_cid
+from howto.gateway.server import serve
+from howto.names.ipns import RecordStore, parse_name, verify_record
+from howto.unixfs.resolver import Resolver
 
 FIXTURES = Path(__file__).parent / "conformance"
 IMMUTABLE = "public, max-age=29030400, immutable"

@@ -1,7 +1,7 @@
 """dag-pb and UnixFS encoding: known blocks and round trips."""
 
-from howto.cids import DAG_PB, cid_bytes, to_cid
-from howto.dagpb import (
+from howto.formats.cids import DAG_PB, cid_bytes, to_cid
+from howto.formats.dagpb import (
     PBLink,
     PBNode,
     UnixFSData,

@@ -22,14 +22,14 @@ import pytest
 import xarray as xr
 from multiformats import CID
 
-from howto.add import add
-from howto.car import CARError, read_car
-from howto.cids import RAW, cid_bytes, to_cid
-from howto.dagpb import UnixFSType, decode_node, decode_unixfs
+from howto.blocks.repo import Repo
 from howto.errors import IntegrityError
+from howto.formats.car import CARError, read_car
+from howto.formats.cids import RAW, cid_bytes, to_cid
+from howto.formats.dagpb import UnixFSType, decode_node, decode_unixfs
 from howto.fs import VerifiedIPFSFileSystem
-from howto.gateway import serve
-from howto.repo import Repo
+from howto.gateway.server import serve
+from howto.unixfs.add import add
 
 CHUNK = 262144
 BIG_SIZE = 700_000  # three leaves: two full chunks and one of 175712 bytes

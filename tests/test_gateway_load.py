@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from howto.add import add
-from howto.cids import RAW, cid_bytes, to_cid
+from howto.blocks.repo import Repo
 from howto.errors import GatewayError, NotFoundError
+from howto.formats.cids import RAW, cid_bytes, to_cid
 from howto.fs import GatewayTimeout, VerifiedIPFSFileSystem
-from howto.gateway import serve
-from howto.repo import Repo
+from howto.gateway.server import serve
+from howto.unixfs.add import add
 
 CLIENTS = 32
 READS = 200

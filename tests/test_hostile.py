@@ -21,16 +21,16 @@ from pathlib import Path
 import pytest
 from multiformats import CID
 
-from howto.car import CARError, read_car, write_car
-from howto.catalog import get_intake_catalog
-from howto.cids import check_cid, parse_cid, to_cid, verify_block, verify_raw
-from howto.dagpb import varint
+from howto import get_intake_catalog
+from howto.blocks.repo import Repo
 from howto.errors import HashPolicyError, IntegrityError
+from howto.formats.car import CARError, read_car, write_car
+from howto.formats.cids import check_cid, parse_cid, to_cid, verify_block, verify_raw
+from howto.formats.dagpb import varint
 from howto.fs import VerifiedIPFSFileSystem
-from howto.gateway import serve
+from howto.gateway.server import serve
 from howto.ipld.blocks import Blocks
 from howto.ipld.codec import Link
-from howto.repo import Repo
 
 HOWTO = [sys.executable, "-m", "howto.cli"]
 RAW = 0x55
@@ -193,7 +193,7 @@ TEXT = b"0123456789abcdefghij"  # 20 bytes
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> tuple[str, dict[str, CID]]:
     """A gateway serving an empty file (as a raw leaf and as a dag-pb node) and 20 bytes."""
-    from howto.add import add
+    from howto.unixfs.add import add
 
     base = tmp_path_factory.mktemp("ranges")
     repo = Repo(base / "repo")
@@ -327,7 +327,7 @@ def test_dag_import_accepts_a_root_already_in_the_repository(tmp_path, howto_rep
 
 
 def test_carv2_is_read_by_every_car_reader(tmp_path, howto_repo):
-    from howto.sources import CarBlocks
+    from howto.retrieval.sources import CarBlocks
 
     cid, data = a_block(b"inside a CARv2\n")
     v1 = car_bytes([cid], [(cid, data), a_block(b"second\n")])
@@ -363,7 +363,7 @@ DEPTH = 3000  # far past Python's recursion limit
 
 
 def store(txn, data: bytes, codec: int) -> CID:
-    from howto.cids import cid_bytes
+    from howto.formats.cids import cid_bytes
 
     raw = cid_bytes(data, codec, 1)
     txn.put(raw, data)
@@ -371,14 +371,28 @@ def store(txn, data: bytes, codec: int) -> CID:
 
 
 def file_node(child: CID, size: int) -> bytes:
-    from howto.dagpb import PBLink, PBNode, UnixFSData, UnixFSType, encode_node, encode_unixfs
+    from howto.formats.dagpb import (
+        PBLink,
+        PBNode,
+        UnixFSData,
+        UnixFSType,
+        encode_node,
+        encode_unixfs,
+    )
 
     meta = UnixFSData(UnixFSType.FILE, filesize=size, blocksizes=[size])
     return encode_node(PBNode([PBLink(bytes(child), "", size)], encode_unixfs(meta)))
 
 
 def shard_node(links: list[tuple[str, CID]]) -> bytes:
-    from howto.dagpb import PBLink, PBNode, UnixFSData, UnixFSType, encode_node, encode_unixfs
+    from howto.formats.dagpb import (
+        PBLink,
+        PBNode,
+        UnixFSData,
+        UnixFSType,
+        encode_node,
+        encode_unixfs,
+    )
 
     meta = UnixFSData(UnixFSType.HAMT_SHARD, data=b"\xff" * 32, hash_type=0x22, fanout=256)
     return encode_node(PBNode([PBLink(bytes(c), n, 1) for n, c in links], encode_unixfs(meta)))
@@ -395,7 +409,7 @@ def deep_file(howto_repo) -> CID:
 
 
 def test_a_very_deep_file_is_read_without_recursion(deep_file):
-    from howto.resolver import Resolver
+    from howto.unixfs.resolver import Resolver
 
     assert Resolver(Repo()).cat(deep_file) == b"x"
     result = run("cat", deep_file)
@@ -412,7 +426,7 @@ def test_a_very_deep_file_is_read_without_recursion(deep_file):
 
 def test_hamt_shards_nested_past_the_name_hash_are_refused(howto_repo):
     """Eight levels use up the 64-bit name hash: a ninth is malformed, not a crash."""
-    from howto.hamt import shard_lookup_index
+    from howto.unixfs.hamt import shard_lookup_index
 
     name = "target.txt"
     with Repo().transaction() as txn:
@@ -481,7 +495,7 @@ def corrupt(repo_path: Path, data: bytes) -> None:
 @pytest.fixture
 def damaged(tmp_path, howto_repo) -> dict[str, CID]:
     """A small file whose only block is damaged, and a large one whose third leaf is."""
-    from howto.add import add
+    from howto.unixfs.add import add
 
     big = bytes(range(256)) * 4096  # four 262144-byte leaves
     (tmp_path / "small").write_bytes(b"small file\n")
@@ -534,7 +548,7 @@ def test_listing_links_are_percent_encoded(tmp_path):
     import html
     import urllib.parse
 
-    from howto.add import add
+    from howto.unixfs.add import add
 
     names = ["a b.txt", "q?x=1", "h#1", "100%", "<b>&'\".txt", "ünï"]
     folder = tmp_path / "odd"

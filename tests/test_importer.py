@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from kubo_vectors import keystream, random_names, write_tree
 
-from howto.add import add, add_paths
-from howto.cids import to_cid
-from howto.hamt import SHARD_THRESHOLD
-from howto.importer import DEFAULT_CHUNK, MAX_LINKS
-from howto.repo import Repo
-from howto.resolver import Resolver
+from howto.blocks.repo import Repo
+from howto.formats.cids import to_cid
+from howto.unixfs.add import add, add_paths
+from howto.unixfs.hamt import SHARD_THRESHOLD
+from howto.unixfs.importer import DEFAULT_CHUNK, MAX_LINKS
+from howto.unixfs.resolver import Resolver
 
 HELLO = "hello world"
 

@@ -16,8 +16,9 @@ import zarr
 from multiformats import CID, multihash
 from zarr.core.buffer import default_buffer_prototype
 
-from howto.car import CARError, read_car, write_car
+from howto.blocks.repo import Repo
 from howto.errors import IntegrityError, NotFoundError
+from howto.formats.car import CARError, read_car, write_car
 from howto.ipld import (
     MAX_BLOCK_SIZE,
     IncompatibleError,
@@ -33,7 +34,6 @@ from howto.ipld import (
     update_attrs,
 )
 from howto.ipld.codec import DAG_CBOR, RAW
-from howto.repo import Repo
 
 PUBLISHED_ROOT = "bafyreidn66mk3fktszrfwayonvpq6y3agtnb5e5o22ivof5tgikbxt7k6u"
 PUBLISHED_CHUNK = "bafkreihc4ibtvz7btvualgou5mfbgwncwshmlovmoudgyml7x6crlhcu54"
@@ -446,7 +446,7 @@ def test_open_zarr_through_a_gateway(howto_repo, tmp_path):
     """``xr.open_zarr("ipfs://<root>")`` reads an IPLDStore dataset through any gateway,
     with the verified file system, as it reads a UnixFS zarr folder."""
     import howto.fs
-    from howto.gateway import serve
+    from howto.gateway.server import serve
 
     ds = sample_dataset()
     node = Repo(tmp_path / "node")
@@ -467,9 +467,9 @@ def test_open_zarr_through_a_gateway(howto_repo, tmp_path):
 def test_reader_paths_through_dag_cbor(tmp_path):
     """The shared reader (fs, command line) follows links inside DAG-CBOR, stops with 404
     on a missing key and with PathNotSupportedError on a path ending inside a block."""
-    from howto.blocks import Chain
+    from howto.blocks.chain import Chain
     from howto.errors import NotFoundError, PathNotSupportedError
-    from howto.reader import DagReader
+    from howto.retrieval.reader import DagReader
 
     leaf = Repo(tmp_path / "r")
     with leaf.transaction() as txn:
@@ -482,7 +482,7 @@ def test_reader_paths_through_dag_cbor(tmp_path):
     reader = DagReader(Chain([leaf]))
     assert reader.resolve(outer_cid, "foo/link") == [outer_cid, inner_cid]
     from howto.fs import filesystem
-    from howto.gateway import serve
+    from howto.gateway.server import serve
 
     with serve(leaf) as url:  # the file system, through a gateway, with an empty repository
         fs = filesystem(gateway_addr=url)

@@ -18,10 +18,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import howto.fs
-from howto.add import add
+from howto.blocks.repo import Repo
 from howto.errors import IpnsError, NotFoundError
-from howto.gateway import serve
-from howto.ipns import (
+from howto.gateway.server import serve
+from howto.names.ipns import (
     KeyStore,
     RecordStore,
     create_record,
@@ -32,8 +32,8 @@ from howto.ipns import (
     resolve,
     verify_record,
 )
-from howto.repo import Repo
-from howto.sources import default_chain
+from howto.retrieval.sources import default_chain
+from howto.unixfs.add import add
 
 VECTORS = Path(__file__).parent / "conformance" / "ipns"
 HOWTO = [sys.executable, "-m", "howto.cli"]

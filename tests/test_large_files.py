@@ -23,16 +23,16 @@ from pathlib import Path
 import pytest
 from multiformats import CID
 
-from howto import reader as reader_module
-from howto.add import add
-from howto.blocks import Chain, MappingBlocks
-from howto.cids import cid_text
+from howto.blocks.chain import Chain, MappingBlocks
+from howto.blocks.repo import Repo
 from howto.errors import GatewayError, IntegrityError
-from howto.gateway import serve
-from howto.reader import DagReader
-from howto.repo import Repo
-from howto.resolver import Resolver
-from howto.trustless import GatewayBlocks
+from howto.formats.cids import cid_text
+from howto.gateway.server import serve
+from howto.retrieval import reader as reader_module
+from howto.retrieval.reader import DagReader
+from howto.retrieval.trustless import GatewayBlocks
+from howto.unixfs.add import add
+from howto.unixfs.resolver import Resolver
 
 # 40 leaves of 64 KiB and a short one, under one node (``deep``: 8 KiB leaves, two levels).
 LEAF = 1 << 16

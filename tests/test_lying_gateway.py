@@ -27,15 +27,15 @@ import xarray as xr
 from aiohttp import web
 
 from howto import fs as howto_fs
-from howto.add import add
-from howto.car import cid_length, encode_section
-from howto.cids import RAW, cid_bytes, to_cid
-from howto.dagpb import read_varint
+from howto.blocks.repo import Repo
 from howto.errors import IntegrityError
+from howto.formats.car import cid_length, encode_section
+from howto.formats.cids import RAW, cid_bytes, to_cid
+from howto.formats.dagpb import read_varint
 from howto.fs import VerifiedIPFSFileSystem
-from howto.gateway import serve
-from howto.hamt import name_hash
-from howto.repo import Repo
+from howto.gateway.server import serve
+from howto.unixfs.add import add
+from howto.unixfs.hamt import name_hash
 
 CHUNK = 262144
 HELLO = b"hello, honest world\n"

@@ -25,7 +25,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 import howto
-from howto.catalog import catalog_dir
+from howto.blocks.bundled import catalog_dir
 
 launch = {}
 for use_ipfs in (True, False, howto.list_catalog_versions()[0].cid):

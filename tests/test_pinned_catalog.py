@@ -17,9 +17,9 @@ import pytest
 
 import howto
 from howto.catalog import PROFILE
+from howto.catalog.pinned import MAX_CATALOG_BYTES, MAX_DEPTH
 from howto.errors import CatalogError
-from howto.gateways import configured_gateway
-from howto.pinned import MAX_CATALOG_BYTES, MAX_DEPTH
+from howto.retrieval.discovery import configured_gateway
 
 ZARR_ARGS = "    driver: zarr\n    args:\n      consolidated: false\n"
 

@@ -14,14 +14,14 @@ from kubo_vectors import keystream, random_names, write_tree
 from multiformats import CID
 
 import howto
-from howto.add import add, add_paths
-from howto.cids import to_cid
-from howto.dagpb import UnixFSType
+from howto.blocks.repo import Repo
 from howto.errors import IntegrityError, NotFoundError
-from howto.importer import DEFAULT_CHUNK
-from howto.repo import Repo
-from howto.resolver import Resolver
-from howto.transfer import export_car, import_car
+from howto.formats.cids import to_cid
+from howto.formats.dagpb import UnixFSType
+from howto.retrieval.transfer import export_car, import_car
+from howto.unixfs.add import add, add_paths
+from howto.unixfs.importer import DEFAULT_CHUNK
+from howto.unixfs.resolver import Resolver
 
 # Published by kubo's sharness tests (t0040-add-and-cat).
 HELLO_V0 = "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD"

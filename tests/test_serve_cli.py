@@ -7,10 +7,10 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from howto.add import add
-from howto.car import write_car
-from howto.repo import Repo
-from howto.resolver import Resolver
+from howto.blocks.repo import Repo
+from howto.formats.car import write_car
+from howto.unixfs.add import add
+from howto.unixfs.resolver import Resolver
 
 HOWTO = [sys.executable, "-m", "howto.cli"]
 

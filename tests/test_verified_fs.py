@@ -23,14 +23,14 @@ import xarray as xr
 from multiformats import CID
 
 from howto import fs as howto_fs
-from howto.add import add
-from howto.cids import RAW, cid_bytes, to_cid
+from howto.blocks.repo import Repo
 from howto.errors import NotFoundError
+from howto.formats.cids import RAW, cid_bytes, to_cid
 from howto.fs import VerifiedIPFSFileSystem
-from howto.gateway import serve
-from howto.gateways import configured_gateway, configured_gateways
-from howto.repo import Repo
-from howto.trustless import GatewayBlocks
+from howto.gateway.server import serve
+from howto.retrieval.discovery import configured_gateway, configured_gateways
+from howto.retrieval.trustless import GatewayBlocks
+from howto.unixfs.add import add
 
 CHUNK = 262144
 BIG_SIZE = 3 * CHUNK + 12345
@@ -341,8 +341,8 @@ def test_local_blocks_without_a_gateway_and_one_embedded_gateway_per_repository(
         cids.append(add(data, repo=Repo(tmp_path / name), cid_version=1, raw_leaves=True))
     script = f"""
 import json, os
-from howto.gateways import configured_gateways
-from howto.gateway import embedded_gateway_url
+from howto.retrieval.discovery import configured_gateways
+from howto.gateway.server import embedded_gateway_url
 from howto.fs import VerifiedIPFSFileSystem
 fs = VerifiedIPFSFileSystem(timeout=20)
 body = fs.cat("ipfs://{cids[0]}").decode()

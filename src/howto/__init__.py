@@ -3,13 +3,15 @@
 The helpers a notebook needs: ``get_intake_catalog`` for the EUREC4A catalogs (classic,
 newest IPFS version, or one pinned CID), ``add`` for kubo-identical CIDs, ``serve`` for a
 loopback gateway, and ``CAStore``, the teaching store of the book's third chapter.
+
+The package is built in layers, each a folder that imports only the ones below it:
+``formats`` → ``blocks`` → ``unixfs``, ``names``, ``ipld`` → ``retrieval`` → ``gateway`` →
+``catalog`` → the faces at the top (``fs``, ``cli``, this module).  ``README.md`` beside
+this file maps them.  Names are imported on first use, so ``import howto`` stays quick.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .add import add
-from .castore import CAStore
-from .catalog import get_intake_catalog, get_latest_catalog_cid, list_catalog_versions
 from .errors import (
     CatalogError,
     GatewayError,
@@ -18,25 +20,25 @@ from .errors import (
     IntegrityError,
     NotFoundError,
 )
-
-
-def serve(*args: object, **kwargs: object):
-    """Run a gateway on 127.0.0.1 for a ``with`` block (see ``howto.gateway.serve``).
-
-    Imported on first use, so ``import howto`` stays quick for the command line.
-    """
-    from .gateway import serve as _serve
-
-    return _serve(*args, **kwargs)
-
+from .lazy import exports
 
 try:
     __version__ = version("howto")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0"
 
+_lazy, __getattr__, __dir__ = exports(
+    __name__,
+    {
+        "unixfs.add": ["add"],
+        "castore": ["CAStore"],
+        "intake_catalog": ["get_intake_catalog"],
+        "catalog.versions": ["get_latest_catalog_cid", "list_catalog_versions"],
+        "gateway.server": ["serve"],
+    },
+)
+
 __all__ = [
-    "CAStore",
     "CatalogError",
     "GatewayError",
     "HashPolicyError",
@@ -44,9 +46,5 @@ __all__ = [
     "IntegrityError",
     "NotFoundError",
     "__version__",
-    "add",
-    "get_intake_catalog",
-    "get_latest_catalog_cid",
-    "list_catalog_versions",
-    "serve",
+    *_lazy,
 ]

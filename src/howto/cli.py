@@ -14,15 +14,15 @@ from typing import NoReturn
 
 from multiformats import CID
 
-from .add import add_paths
-from .blocks import CarBlocks, Chain
-from .bucket import open_repo
-from .car import CARError
-from .cids import parse_cid, to_cid
+from .blocks.bucket import open_repo
+from .blocks.chain import CarBlocks, Chain
 from .errors import HowtoError
-from .reader import DagReader
-from .sources import default_chain, local_chain
-from .transfer import export_car, get_tree, import_car
+from .formats.car import CARError
+from .formats.cids import parse_cid, to_cid
+from .retrieval.reader import DagReader
+from .retrieval.sources import default_chain, local_chain
+from .retrieval.transfer import export_car, get_tree, import_car
+from .unixfs.add import add_paths
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +36,7 @@ def _cid_arg(text: str) -> tuple[CID | None, str]:
     """``CID[/PATH]`` (or ``/ipfs/…``, ``ipfs://…``) as (CID, path); ``/ipns/NAME[/PATH]``
     as (None, ``NAME/PATH``), resolved later, when the gateways are known."""
     if text.startswith(("/ipns/", "ipns://")):
-        from .ipns import name_text, parse_name
+        from .names.ipns import name_text, parse_name
 
         name, _, path = text.removeprefix("/ipns/").removeprefix("ipns://").partition("/")
         try:
@@ -54,7 +54,7 @@ def _target(args: argparse.Namespace) -> tuple[CID, str]:
     cid, path = args.cid
     if cid is not None:
         return cid, path
-    from .ipns import resolve
+    from .names.ipns import resolve
 
     name, _, rest = path.partition("/")
     root, inner = parse_cid(resolve(name, default_chain(offline=args.offline)).value)
@@ -177,7 +177,7 @@ def _cmd_repo_gc(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from .gateway import GatewayServer
+    from .gateway.server import GatewayServer
 
     # one line on stderr per failed request (see howto.gateway.log), 404s included
     handler = logging.StreamHandler()
@@ -203,14 +203,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_key_gen(args: argparse.Namespace) -> int:
-    from .ipns import KeyStore, name_text
+    from .names.ipns import KeyStore, name_text
 
     print(name_text(KeyStore().generate(args.name)))
     return 0
 
 
 def _cmd_key_list(args: argparse.Namespace) -> int:
-    from .ipns import KeyStore, name_text
+    from .names.ipns import KeyStore, name_text
 
     for key, name in KeyStore().names().items():
         print(f"{name_text(name)} {key}" if args.l else key)
@@ -219,7 +219,7 @@ def _cmd_key_list(args: argparse.Namespace) -> int:
 
 def _cmd_name_publish(args: argparse.Namespace) -> int:
     from .errors import IpnsError, NotFoundError
-    from .ipns import (
+    from .names.ipns import (
         DEFAULT_LIFETIME,
         KeyStore,
         RecordStore,
@@ -246,16 +246,16 @@ def _cmd_name_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_name_resolve(args: argparse.Namespace) -> int:
-    from .ipns import resolve
+    from .names.ipns import resolve
 
     print(resolve(args.name, default_chain(offline=args.offline)).value)
     return 0
 
 
 def _cmd_name_inspect(args: argparse.Namespace) -> int:
-    from .dagjson import display
     from .errors import IpnsError
-    from .ipns import inspect_record, verify_record
+    from .formats.dagjson import display
+    from .names.ipns import inspect_record, verify_record
 
     raw = Path(args.file).read_bytes()
     for field, value in inspect_record(raw).items():
@@ -285,7 +285,7 @@ def _text_or_bytes(value: object) -> object:
 
 
 def _cmd_routing_put(args: argparse.Namespace) -> int:
-    from .ipns import RecordStore, name_text, parse_name
+    from .names.ipns import RecordStore, name_text, parse_name
 
     if not args.key.startswith("/ipns/"):
         raise ValueError(f"only /ipns/ keys can be put, not {args.key!r}")
@@ -298,7 +298,7 @@ def _cmd_routing_put(args: argparse.Namespace) -> int:
 def _cmd_catalog_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .catalog import build_ipfs_catalog, pin_version
+    from .catalog.build import build_ipfs_catalog, pin_version
 
     classic = Path(args.catalog) if args.catalog else None
     if args.pin:
@@ -310,7 +310,7 @@ def _cmd_catalog_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_catalog_versions(args: argparse.Namespace) -> int:
-    from .catalog import list_catalog_versions
+    from .catalog.build import list_catalog_versions
 
     for v in list_catalog_versions():
         print(f"{v.version}\t{v.date}\t{v.cid}\t{v.note}")

@@ -27,16 +27,16 @@ from fsspec.asyn import AsyncFileSystem, sync_wrapper
 from fsspec.spec import AbstractBufferedFile
 from multiformats import CID
 
-from . import ipns
-from .bucket import open_repo
-from .cids import DAG_CBOR, DAG_JSON, RAW, cid_text, parse_cid
+from .blocks.bucket import open_repo
+from .blocks.repo import Repo, default_repo_location
 from .errors import GatewayTimeout, NotFoundError, PathNotSupportedError
-from .gateways import configured_gateways
-from .reader import DagReader
-from .repo import Repo, default_repo_location
-from .resolver import BlockCache
-from .sources import default_chain
-from .trustless import default_timeout
+from .formats.cids import DAG_CBOR, DAG_JSON, RAW, cid_text, parse_cid
+from .names import ipns
+from .retrieval.discovery import configured_gateways
+from .retrieval.reader import DagReader
+from .retrieval.sources import default_chain
+from .retrieval.trustless import default_timeout
+from .unixfs.resolver import BlockCache
 
 if TYPE_CHECKING:
     from .ipld.tree import Tree

@@ -19,10 +19,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .blocks.bucket import s3_storage_options
 from .errors import HowtoError
 
 #: Dummy credentials for the local server (it accepts any until ``require_credentials``).
@@ -41,24 +42,6 @@ STARTUP_SECONDS = 30
 
 class ServerError(HowtoError):
     """The local S3 server could not be started."""
-
-
-def s3_storage_options(environ: Mapping[str, str] | None = None) -> dict:
-    """s3fs options from the standard variables: the endpoint in ``client_kwargs``.
-
-    ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) names a non-AWS endpoint; the
-    credentials come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (or botocore's
-    usual chain when they are not set).
-    """
-    env = os.environ if environ is None else environ
-    options: dict = {}
-    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        options["client_kwargs"] = {"endpoint_url": endpoint}
-    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-        options["key"] = env["AWS_ACCESS_KEY_ID"]
-        options["secret"] = env["AWS_SECRET_ACCESS_KEY"]
-    return options
 
 
 def hide_port(text: str) -> str:

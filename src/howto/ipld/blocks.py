@@ -13,13 +13,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from contextlib import contextmanager
 from typing import BinaryIO
 
-from ..blocks import BlockSource, BlockStore, MappingBlocks
-from ..car import read_car_raw
-from ..repo import Repo
+from ..blocks.chain import BlockSource, BlockStore, MappingBlocks
+from ..blocks.repo import Repo
+from ..formats.car import read_car_raw
 from .codec import Link
 
 #: What the store accepts as a backend.
 Backend = BlockSource | MutableMapping[str, bytes] | Mapping[str, bytes]
+
+
+__all__ = ["Backend", "Blocks", "read_car"]
 
 
 class Blocks:

@@ -18,8 +18,8 @@ from typing import Any
 
 from multiformats import CID
 
-from ..cids import DAG_CBOR, RAW, cid_bytes, to_cid, verify_raw
-from ..dagpb import read_varint
+from ..formats.cids import DAG_CBOR, RAW, cid_bytes, to_cid, verify_raw
+from ..formats.dagpb import read_varint
 
 _FLOAT = struct.Struct(">d")
 _LINK_TAG = b"\xd8\x2a"

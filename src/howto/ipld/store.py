@@ -23,7 +23,7 @@ from zarr.abc.store import (
 )
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-from ..car import CARError, write_car
+from ..formats.car import CARError, write_car
 from .blocks import Backend, Blocks, read_car
 from .codec import DAG_CBOR, RAW, Link, as_link, decode, links_in
 from .tree import MAX_BLOCK_SIZE, META_KEYS, Tree, inline_doc
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     import xarray as xr
 
 RootLike = CID | Link | str | bytes
+
+
+__all__ = ["IPLDStore", "RootLike", "open_dataset", "open_store"]
 
 
 class IPLDStore(Store):

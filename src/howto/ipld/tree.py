@@ -33,6 +33,8 @@ from ..errors import IntegrityError
 from .blocks import Blocks
 from .codec import DAG_CBOR, RAW, Link, decode, encode, links_in
 
+__all__ = ["MAX_BLOCK_SIZE", "META_KEYS", "NODE_MARKERS", "Tree", "doc_bytes", "inline_doc"]
+
 META_KEYS = frozenset({".zarray", ".zgroup", ".zattrs", ".zmetadata", "zarr.json"})
 NODE_MARKERS = (".zarray", ".zgroup", "zarr.json")
 

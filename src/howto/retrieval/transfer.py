@@ -12,11 +12,11 @@ from typing import BinaryIO
 from multiformats import CID
 from tqdm import tqdm
 
-from .blocks import BlockSource, BlockStore
-from .car import CARError, read_car, write_car
-from .errors import IntegrityError
+from ..blocks.chain import BlockSource, BlockStore
+from ..errors import IntegrityError
+from ..formats.car import CARError, read_car, write_car
+from ..unixfs.resolver import Resolver
 from .reader import DagReader
-from .resolver import Resolver
 
 
 def export_car(root: CID, out: BinaryIO, source: BlockSource) -> int:

@@ -34,9 +34,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from multiformats import CID, multibase, multihash
 
-from .dagpb import read_varint, varint
-from .errors import HowtoError, IpnsError, NotFoundError
-from .repo import default_repo_path
+from ..blocks.repo import default_repo_path
+from ..errors import HowtoError, IpnsError, NotFoundError
+from ..formats.dagpb import read_varint, varint
 
 __all__ = [
     "DEFAULT_LIFETIME",

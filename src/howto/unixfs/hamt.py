@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import mmh3
 
-from .dagpb import PBLink, PBNode, UnixFSData, UnixFSType, encode_unixfs
+from ..formats.dagpb import PBLink, PBNode, UnixFSData, UnixFSType, encode_unixfs
 
 Emit = Callable[[PBNode], tuple[bytes, int]]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from multiformats import CID
 from tqdm import tqdm
 
-from .blocks import BlockStore
-from .bucket import is_url, open_repo
-from .cids import to_cid
-from .dagpb import PBLink
+from ..blocks.bucket import is_url, open_repo
+from ..blocks.chain import BlockStore
+from ..formats.cids import to_cid
+from ..formats.dagpb import PBLink
 from .importer import Added, Importer, Options, walk
 from .remote import RemoteEntry, list_tree, name_of, stat_url, tree_size, walk_url
 

@@ -28,8 +28,8 @@ from intake.catalog import Catalog
 from intake.catalog.entry import CatalogEntry
 from intake.catalog.local import LocalCatalogEntry
 
-from .cids import parse_cid
-from .errors import CatalogError
+from ..errors import CatalogError
+from ..formats.cids import parse_cid
 
 #: A catalog file larger than this is refused unread (the bundled ones are about 2 kB).
 MAX_CATALOG_BYTES = 1 << 20

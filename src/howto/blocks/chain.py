@@ -27,9 +27,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from multiformats import CID
 
-from .car import read_car_raw
-from .cids import cid_text, inline_data, multihash_of, raw_cid, verify_raw
-from .errors import GatewayError, IntegrityError, NotFoundError
+from ..errors import GatewayError, IntegrityError, NotFoundError
+from ..formats.car import read_car_raw
+from ..formats.cids import cid_text, inline_data, multihash_of, raw_cid, verify_raw
 
 CidLike = CID | bytes
 

@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 import fsspec
 
-from .bucket import storage_options_for, translated
-from .dagpb import PBLink
+from ..blocks.bucket import storage_options_for, translated
+from ..formats.dagpb import PBLink
 from .importer import Added, Importer, Node
 
 #: Files up to this size are fetched whole, in concurrent batches.

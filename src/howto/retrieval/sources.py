@@ -11,10 +11,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from .blocks import BlockSource, BlockStore, CarBlocks, Chain
-from .bucket import open_repo
-from .bundled import bundled_car_files
-from .gateways import configured_gateways
+from ..blocks.bucket import open_repo
+from ..blocks.bundled import bundled_car_files
+from ..blocks.chain import BlockSource, BlockStore, CarBlocks, Chain
+from .discovery import configured_gateways
 from .trustless import GatewayBlocks
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import dag_cbor
 from multiformats import CID
 
-from .blocks import BlockSource
-from .cids import DAG_CBOR, DAG_JSON, DAG_PB, RAW, RAW_CID_PREFIX, to_cid
-from .dagjson import decode as decode_dag_json
-from .dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
-from .errors import NotFoundError, PathNotSupportedError
+from ..blocks.chain import BlockSource
+from ..errors import NotFoundError, PathNotSupportedError
+from ..formats.cids import DAG_CBOR, DAG_JSON, DAG_PB, RAW, RAW_CID_PREFIX, to_cid
+from ..formats.dagjson import decode as decode_dag_json
+from ..formats.dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
 from .hamt import shard_lookup_index
 
 #: A HAMT level consumes one byte of the 8-byte name hash (fanout 256), so no valid

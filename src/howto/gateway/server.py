@@ -34,10 +34,17 @@ from typing import BinaryIO, Literal, TypeVar
 from aiohttp import web
 from multiformats import CID
 
-from . import tar
-from .blocks import BlockSource, Chain
-from .car import encode_header, section_head
-from .cids import (
+from ..blocks.chain import BlockSource, Chain
+from ..blocks.repo import Repo, default_repo_location
+from ..errors import (
+    GatewayError,
+    IntegrityError,
+    IpnsError,
+    NotFoundError,
+    PathNotSupportedError,
+)
+from ..formats.car import encode_header, section_head
+from ..formats.cids import (
     CBOR,
     DAG_CBOR,
     DAG_JSON,
@@ -50,20 +57,13 @@ from .cids import (
     parse_cid,
     to_cid,
 )
-from .dagjson import display
-from .dagpb import UnixFSType
-from .errors import (
-    GatewayError,
-    IntegrityError,
-    IpnsError,
-    NotFoundError,
-    PathNotSupportedError,
-)
-from .ipns import RECORD_TYPE, RecordStore, inspect_record, name_text, parse_name
-from .repo import Repo, default_repo_location
-from .resolver import Block, BlockCache, Resolver, as_cid, decode_ipld
-from .sources import local_chain
-from .trustless import CAR_TYPE, RAW_TYPE
+from ..formats.dagjson import display
+from ..formats.dagpb import UnixFSType
+from ..names.ipns import RECORD_TYPE, RecordStore, inspect_record, name_text, parse_name
+from ..retrieval.sources import local_chain
+from ..retrieval.trustless import CAR_TYPE, RAW_TYPE
+from ..unixfs import tar
+from ..unixfs.resolver import Block, BlockCache, Resolver, as_cid, decode_ipld
 
 T = TypeVar("T")
 

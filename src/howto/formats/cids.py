@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from multiformats import CID
 
+from ..errors import HashPolicyError, IntegrityError
 from .dagpb import read_varint, varint
-from .errors import HashPolicyError, IntegrityError
 
 DAG_PB = 0x70
 RAW = 0x55

@@ -1,4 +1,4 @@
-"""Intake catalogs: the classic one, its content-addressed versions, and the index of them.
+"""Building content-addressed versions of a catalog from the classic one, and pinning them.
 
 ``build_ipfs_catalog`` turns the classic (location-addressed) catalog into an IPFS one:
 every dataset is added with the profile below, each ``urlpath`` becomes ``ipfs://<cid>``,
@@ -10,7 +10,6 @@ blocks of each version ship in ``catalogs/blocks/<version>.car`` (only the new o
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import os
 import shutil
@@ -22,64 +21,29 @@ from pathlib import Path
 import yaml
 from multiformats import CID
 
-from .add import add
-from .bundled import bundled_car_files, catalog_dir
-from .car import write_car
-from .cids import parse_cid, to_cid, v1_str
-from .errors import CatalogError
-from .repo import Repo
-from .resolver import Resolver
+from ..blocks.bundled import catalog_dir
+from ..blocks.repo import Repo
+from ..errors import CatalogError
+from ..formats.car import write_car
+from ..formats.cids import v1_str
+from ..unixfs.add import add
+from ..unixfs.resolver import Resolver
+from .versions import ROOT_NAME, Version, classic_catalog_path, list_catalog_versions
 
 __all__ = [
     "PROFILE",
-    "Version",
+    "Dataset",
     "build_ipfs_catalog",
-    "bundled_car_files",
-    "catalog_dir",
-    "classic_catalog_path",
-    "get_intake_catalog",
-    "get_latest_catalog_cid",
-    "list_catalog_versions",
+    "datasets",
     "pin_version",
     "stage_ipfs_tree",
+    "walk_catalog",
 ]
 
 #: ``ipfs add -r -H --raw-leaves --cid-version 1``: CIDv1 everywhere (one form of CID in
 #: URLs), raw leaves (no protobuf around data), and hidden files, which zarr v2 needs.
 PROFILE = {"recursive": True, "hidden": True, "raw_leaves": True, "cid_version": 1}
 SUBCATALOG_DRIVERS = {"yaml_file_cat", "intake.catalog.local.YAMLFileCatalog"}
-ROOT_NAME = "catalog.yml"
-
-
-def classic_catalog_path() -> Path:
-    return catalog_dir() / ROOT_NAME
-
-
-@dataclass(frozen=True)
-class Version:
-    """One pinned catalog version, as recorded in ``versions.json``."""
-
-    version: str
-    date: str
-    cid: str
-    previous: str | None
-    note: str
-
-
-def list_catalog_versions(directory: Path | None = None) -> list[Version]:
-    """Every pinned catalog version, oldest first."""
-    path = (directory or catalog_dir()) / "versions.json"
-    if not path.exists():
-        return []
-    return [Version(**item) for item in json.loads(path.read_text())["versions"]]
-
-
-def get_latest_catalog_cid(directory: Path | None = None) -> str:
-    """The root CID of the newest pinned catalog version."""
-    versions = list_catalog_versions(directory)
-    if not versions:
-        raise CatalogError("no catalog version has been pinned yet")
-    return versions[-1].cid
 
 
 # --- reading the classic catalog tree -------------------------------------------------
@@ -258,72 +222,10 @@ def pin_version(
 
 def _known_blocks(directory: Path, versions: list[Version]) -> set[bytes]:
     """The blocks of the pinned versions (a CAR that is not in the index does not count)."""
-    from .car import read_car
+    from ..formats.car import read_car
 
     known: set[bytes] = set()
     for version in versions:
         with open(directory / "blocks" / f"{version.version}.car", "rb") as f:
             known.update(bytes(cid.digest) for cid, _ in read_car(f)[1])
     return known
-
-
-# --- opening -------------------------------------------------------------------------------
-
-
-#: Longer ``use_ipfs`` text is refused before any parsing (a CID with a path is far shorter).
-MAX_CID_TEXT = 512
-
-
-def _catalog_cid(use_ipfs: bool | str) -> CID | None:
-    if isinstance(use_ipfs, bool):
-        return to_cid(get_latest_catalog_cid()) if use_ipfs else None
-    if not isinstance(use_ipfs, str):
-        raise TypeError(f"use_ipfs must be a bool or a CID string, not {type(use_ipfs).__name__}")
-    if len(use_ipfs) > MAX_CID_TEXT:
-        raise ValueError(f"use_ipfs is {len(use_ipfs)} characters long: not a CID")
-    if not use_ipfs.strip():
-        raise ValueError(f"use_ipfs={use_ipfs!r} is not a CID")
-    cid, path = parse_cid(use_ipfs)
-    if path:
-        raise ValueError(f"use_ipfs={use_ipfs!r}: give the catalog's root CID without a path")
-    return cid
-
-
-def get_intake_catalog(use_ipfs: bool | str = False, **kwargs: object):
-    """The EUREC4A-style intake catalog.
-
-    ``False``: the classic catalog, read from local paths (``kwargs`` go to
-    ``intake.open_catalog``).  ``True``: the newest pinned IPFS version.  A CID (``bafy…``,
-    ``Qm…``, ``ipfs://…``, ``/ipfs/…``): exactly that version.  IPFS catalogs are read
-    through the verified ``ipfs://`` file system and treated as data, not as a program:
-    templates, environment lookups and URLs that are not content-addressed are refused
-    (see ``howto.pinned``).
-    """
-    cid = _catalog_cid(use_ipfs)
-    if cid is None:
-        import intake
-
-        return intake.open_catalog(str(classic_catalog_path()), **kwargs)
-    if kwargs:
-        raise TypeError(f"a pinned catalog takes no options, got {sorted(kwargs)}")
-    from . import fs
-    from .pinned import open_pinned_catalog
-
-    fs.enable()
-    # fsspec reuses file system instances: drop them, so that the gateway timeout set now
-    # (HOWTO_GATEWAY_TIMEOUT) applies rather than the one of an earlier call.
-    fs.VerifiedIPFSFileSystem.clear_instance_cache()
-    files = fs.filesystem()
-    return open_pinned_catalog(
-        f"ipfs://{v1_str(cid)}/{ROOT_NAME}", functools.partial(_read_catalog_file, files)
-    )
-
-
-def _read_catalog_file(files: object, url: str) -> bytes:
-    """A catalog file's verified bytes; its size is checked before it is read."""
-    from .pinned import MAX_CATALOG_BYTES
-
-    size = files.info(url)["size"]
-    if size > MAX_CATALOG_BYTES:
-        raise CatalogError(f"{url}: {size} bytes, more than a catalog may have")
-    return files.cat_file(url)

@@ -16,8 +16,16 @@ from hashlib import sha256
 from pathlib import Path
 from typing import BinaryIO
 
-from .cids import DAG_PB, RAW, cid_bytes
-from .dagpb import PBLink, PBNode, UnixFSData, UnixFSType, encode_node, encode_unixfs, varint
+from ..formats.cids import DAG_PB, RAW, cid_bytes
+from ..formats.dagpb import (
+    PBLink,
+    PBNode,
+    UnixFSData,
+    UnixFSType,
+    encode_node,
+    encode_unixfs,
+    varint,
+)
 from .hamt import build_directory
 
 DEFAULT_CHUNK = 262144

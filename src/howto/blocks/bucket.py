@@ -19,15 +19,15 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import fsspec
 from multiformats import CID
 
-from .cids import cid_text, inline_data, raw_cid, verify_multihash, verify_raw
-from .errors import HowtoError, IntegrityError, NotFoundError
+from ..errors import HowtoError, IntegrityError, NotFoundError
+from ..formats.cids import cid_text, inline_data, raw_cid, verify_multihash, verify_raw
 from .repo import (
     STALE_SECONDS,
     Repo,
@@ -36,7 +36,6 @@ from .repo import (
     multihash_of_key,
     stored_key,
 )
-from .s3server import s3_storage_options
 
 #: Services whose single PUT makes an object visible whole or not at all.
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
@@ -55,6 +54,24 @@ def is_url(location: str | os.PathLike) -> bool:
     """Whether ``location`` is an fsspec URL (``s3://…``) rather than a local path."""
     text = os.fspath(location)
     return "://" in text and not text.startswith("file://")
+
+
+def s3_storage_options(environ: Mapping[str, str] | None = None) -> dict:
+    """s3fs options from the standard variables: the endpoint in ``client_kwargs``.
+
+    ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) names a non-AWS endpoint; the
+    credentials come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (or botocore's
+    usual chain when they are not set).
+    """
+    env = os.environ if environ is None else environ
+    options: dict = {}
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["client_kwargs"] = {"endpoint_url": endpoint}
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        options["key"] = env["AWS_ACCESS_KEY_ID"]
+        options["secret"] = env["AWS_SECRET_ACCESS_KEY"]
+    return options
 
 
 def storage_options_for(url: str, given: dict | None = None) -> dict:
@@ -360,6 +377,7 @@ __all__ = [
     "StorageError",
     "is_url",
     "open_repo",
+    "s3_storage_options",
     "storage_options_for",
     "translated",
 ]

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING
 
 from multiformats import CID
 
-from .blocks import Chain, CidLike
-from .cids import RAW, to_cid
-from .errors import IntegrityError, NotFoundError
-from .resolver import Block, BlockCache, Entry, Resolver
+from ..blocks.chain import Chain, CidLike
+from ..errors import IntegrityError, NotFoundError
+from ..formats.cids import RAW, to_cid
+from ..unixfs.resolver import Block, BlockCache, Entry, Resolver
 from .trustless import WINDOW_BYTES, CarReply, Received
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
-    from .ipld.tree import Tree
+    from ..ipld.tree import Tree
 
 #: Room in a window's buffer beyond the file bytes, for the CAR framing and the nodes.
 WINDOW_SLACK = 1 << 20
@@ -318,9 +318,9 @@ class DagReader:
         """The zarr hierarchy of a ``howto.ipld`` dataset (a DAG-CBOR root), read through
         the chain: its blocks come from local sources first, then one by one from the
         gateways, each checked against its CID."""
-        from .ipld.blocks import Blocks
-        from .ipld.codec import as_link
-        from .ipld.tree import Tree
+        from ..ipld.blocks import Blocks
+        from ..ipld.codec import as_link
+        from ..ipld.tree import Tree
 
         cid = to_cid(root)
         tree = self._trees.get(cid)

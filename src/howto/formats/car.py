@@ -21,9 +21,9 @@ import dag_cbor
 from dag_cbor.decoding.err import CBORDecodingError
 from multiformats import CID
 
+from ..errors import IntegrityError
 from .cids import check_cid, to_cid, verify_raw
 from .dagpb import read_varint, varint
-from .errors import IntegrityError
 
 # Limits from go-car: a larger header or section is a corrupt length, not a real block.
 MAX_HEADER_SIZE = 32 << 20

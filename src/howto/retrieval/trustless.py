@@ -28,11 +28,11 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from multiformats import CID
 
-from .blocks import CidLike
-from .car import CARError, read_car_raw
-from .cids import RAW_CID_PREFIX, cid_text, multihash_of, raw_cid, verify_raw
-from .errors import GatewayError, GatewayTimeout, IntegrityError, NotFoundError
-from .resolver import BlockCache, Resolver
+from ..blocks.chain import CidLike
+from ..errors import GatewayError, GatewayTimeout, IntegrityError, NotFoundError
+from ..formats.car import CARError, read_car_raw
+from ..formats.cids import RAW_CID_PREFIX, cid_text, multihash_of, raw_cid, verify_raw
+from ..unixfs.resolver import BlockCache, Resolver
 
 RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"

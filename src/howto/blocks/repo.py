@@ -29,8 +29,15 @@ from typing import BinaryIO
 import platformdirs
 from multiformats import CID
 
-from .cids import cid_text, inline_data, multihash_of, raw_cid, verify_multihash, verify_raw
-from .errors import IntegrityError, NotFoundError
+from ..errors import IntegrityError, NotFoundError
+from ..formats.cids import (
+    cid_text,
+    inline_data,
+    multihash_of,
+    raw_cid,
+    verify_multihash,
+    verify_raw,
+)
 
 #: A staging folder older than this whose process cannot be checked is taken as abandoned.
 STALE_SECONDS = 24 * 3600

@@ -1,0 +1,43 @@
+"""Catalogs: intake catalogs as data.
+
+``versions`` is the index of pinned versions, ``build`` makes and pins content-addressed
+versions of a catalog, ``pinned`` opens one safely.  The catalog files themselves ship as
+``howto.catalogs``.  Imports every layer below ``gateway``.
+"""
+
+from ..lazy import exports
+
+__all__, __getattr__, __dir__ = exports(
+    __name__,
+    {
+        "build": [
+            "PROFILE",
+            "Dataset",
+            "build_ipfs_catalog",
+            "datasets",
+            "pin_version",
+            "stage_ipfs_tree",
+            "walk_catalog",
+        ],
+        "pinned": [
+            "MAX_CATALOG_BYTES",
+            "MAX_DEPTH",
+            "MAX_ENTRIES",
+            "MAX_FILES",
+            "SubcatalogEntry",
+            "build_catalog",
+            "check_catalog",
+            "content_address",
+            "load_catalog_text",
+            "load_tree",
+            "open_pinned_catalog",
+        ],
+        "versions": [
+            "ROOT_NAME",
+            "Version",
+            "classic_catalog_path",
+            "get_latest_catalog_cid",
+            "list_catalog_versions",
+        ],
+    },
+)

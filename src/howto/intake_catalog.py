@@ -1,0 +1,76 @@
+"""``get_intake_catalog``: the catalog a notebook asks for, classic or pinned by CID.
+
+This is where the catalog layer meets the verified ``ipfs://`` file system: a pinned
+catalog is parsed by ``howto.catalog.pinned`` from bytes that ``howto.fs`` has checked.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from multiformats import CID
+
+from .catalog.versions import ROOT_NAME, classic_catalog_path, get_latest_catalog_cid
+from .errors import CatalogError
+from .formats.cids import parse_cid, to_cid, v1_str
+
+__all__ = ["MAX_CID_TEXT", "get_intake_catalog"]
+
+
+#: Longer ``use_ipfs`` text is refused before any parsing (a CID with a path is far shorter).
+MAX_CID_TEXT = 512
+
+
+def _catalog_cid(use_ipfs: bool | str) -> CID | None:
+    if isinstance(use_ipfs, bool):
+        return to_cid(get_latest_catalog_cid()) if use_ipfs else None
+    if not isinstance(use_ipfs, str):
+        raise TypeError(f"use_ipfs must be a bool or a CID string, not {type(use_ipfs).__name__}")
+    if len(use_ipfs) > MAX_CID_TEXT:
+        raise ValueError(f"use_ipfs is {len(use_ipfs)} characters long: not a CID")
+    if not use_ipfs.strip():
+        raise ValueError(f"use_ipfs={use_ipfs!r} is not a CID")
+    cid, path = parse_cid(use_ipfs)
+    if path:
+        raise ValueError(f"use_ipfs={use_ipfs!r}: give the catalog's root CID without a path")
+    return cid
+
+
+def get_intake_catalog(use_ipfs: bool | str = False, **kwargs: object):
+    """The EUREC4A-style intake catalog.
+
+    ``False``: the classic catalog, read from local paths (``kwargs`` go to
+    ``intake.open_catalog``).  ``True``: the newest pinned IPFS version.  A CID (``bafy…``,
+    ``Qm…``, ``ipfs://…``, ``/ipfs/…``): exactly that version.  IPFS catalogs are read
+    through the verified ``ipfs://`` file system and treated as data, not as a program:
+    templates, environment lookups and URLs that are not content-addressed are refused
+    (see ``howto.catalog.pinned``).
+    """
+    cid = _catalog_cid(use_ipfs)
+    if cid is None:
+        import intake
+
+        return intake.open_catalog(str(classic_catalog_path()), **kwargs)
+    if kwargs:
+        raise TypeError(f"a pinned catalog takes no options, got {sorted(kwargs)}")
+    from . import fs
+    from .catalog.pinned import open_pinned_catalog
+
+    fs.enable()
+    # fsspec reuses file system instances: drop them, so that the gateway timeout set now
+    # (HOWTO_GATEWAY_TIMEOUT) applies rather than the one of an earlier call.
+    fs.VerifiedIPFSFileSystem.clear_instance_cache()
+    files = fs.filesystem()
+    return open_pinned_catalog(
+        f"ipfs://{v1_str(cid)}/{ROOT_NAME}", functools.partial(_read_catalog_file, files)
+    )
+
+
+def _read_catalog_file(files: object, url: str) -> bytes:
+    """A catalog file's verified bytes; its size is checked before it is read."""
+    from .catalog.pinned import MAX_CATALOG_BYTES
+
+    size = files.info(url)["size"]
+    if size > MAX_CATALOG_BYTES:
+        raise CatalogError(f"{url}: {size} bytes, more than a catalog may have")
+    return files.cat_file(url)

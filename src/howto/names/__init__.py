@@ -1,0 +1,28 @@
+"""Names: IPNS keys, signed records, their validation and resolution.  Imports ``formats``
+and ``blocks``.
+"""
+
+from ..lazy import exports
+
+__all__, __getattr__, __dir__ = exports(
+    __name__,
+    {
+        "ipns": [
+            "DEFAULT_LIFETIME",
+            "MAX_RECORD_BYTES",
+            "RECORD_TYPE",
+            "KeyStore",
+            "Record",
+            "RecordStore",
+            "best",
+            "create_record",
+            "inspect_record",
+            "name_of",
+            "name_text",
+            "parse_duration",
+            "parse_name",
+            "resolve",
+            "verify_record",
+        ],
+    },
+)

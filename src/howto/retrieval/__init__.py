@@ -1,0 +1,33 @@
+"""Retrieval: blocks from other machines, each checked against its CID.
+
+``trustless`` is the client of trustless gateways (CAR and raw replies), ``discovery`` finds
+the configured gateways (IPIP-280), ``sources`` assembles the default chain (local first),
+``reader`` reads files and directories through a chain, ``transfer`` moves DAGs in and out
+as CAR files and folders.  Imports ``formats``, ``blocks``, ``unixfs``, ``names`` and ``ipld``.
+"""
+
+from ..lazy import exports
+
+__all__, __getattr__, __dir__ = exports(
+    __name__,
+    {
+        "discovery": ["configured_gateway", "configured_gateways"],
+        "reader": ["DagReader"],
+        "sources": [
+            "bundled_blocks",
+            "default_chain",
+            "gateway_sources",
+            "local_chain",
+            "local_sources",
+        ],
+        "transfer": ["export_car", "get_tree", "import_car"],
+        "trustless": [
+            "CAR_TYPE",
+            "RAW_TYPE",
+            "CarReply",
+            "GatewayBlocks",
+            "Received",
+            "same_roots",
+        ],
+    },
+)

@@ -1,0 +1,46 @@
+"""UnixFS: files and directories as DAGs.
+
+``importer`` builds kubo-identical DAGs (``hamt`` shards large directories), ``add`` imports
+paths and ``remote`` fsspec URLs into a block store, ``resolver`` walks paths through
+dag-pb, HAMT and DAG-CBOR nodes, ``tar`` streams a directory as a tar archive.  Imports
+``formats`` and ``blocks``.
+"""
+
+from ..lazy import exports
+
+__all__, __getattr__, __dir__ = exports(
+    __name__,
+    {
+        "add": ["PROGRESS_MIN_BYTES", "add_paths", "check_paths"],
+        "hamt": [
+            "FANOUT",
+            "SHARD_THRESHOLD",
+            "build_directory",
+            "estimated_size",
+            "name_hash",
+            "shard_lookup_index",
+        ],
+        "importer": [
+            "DEFAULT_CHUNK",
+            "MAX_CHUNK",
+            "MAX_LINKS",
+            "Added",
+            "Importer",
+            "Node",
+            "Options",
+            "parse_chunker",
+            "walk",
+        ],
+        "remote": [
+            "RemoteEntry",
+            "list_tree",
+            "name_of",
+            "open_url",
+            "stat_url",
+            "tree_size",
+            "walk_url",
+        ],
+        "resolver": ["HAMT_MAX_DEPTH", "Block", "BlockCache", "Entry", "Resolver", "as_cid"],
+        "tar": ["TarEntry", "UnsafeNameError", "entries", "stream"],
+    },
+)
