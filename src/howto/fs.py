@@ -19,6 +19,7 @@ import functools
 import io
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -29,13 +30,15 @@ from multiformats import CID
 
 from .blocks.bucket import open_repo
 from .blocks.repo import Repo, default_repo_location
-from .errors import GatewayTimeout, NotFoundError, PathNotSupportedError
-from .formats.cids import DAG_CBOR, DAG_JSON, RAW, cid_text, parse_cid
+from .errors import GatewayTimeout, HowtoError, NotFoundError, PathNotSupportedError
+from .formats.cids import DAG_CBOR, DAG_JSON, RAW, RAW_CID_PREFIX, cid_text, parse_cid
+from .formats.dagpb import UnixFSType
 from .names import ipns
 from .retrieval.discovery import configured_gateways
+from .retrieval.readahead import ReadAhead, Sibling, default_read_ahead
 from .retrieval.reader import DagReader
 from .retrieval.sources import default_chain
-from .retrieval.trustless import default_timeout
+from .retrieval.trustless import default_connections, default_timeout
 from .unixfs.resolver import BlockCache
 
 if TYPE_CHECKING:
@@ -71,7 +74,9 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
     ``gateway_addr`` names the one gateway to ask for blocks that are not local (default:
     the configured ones, see ``howto.gateways``); ``offline=True`` asks none.  ``repo``
     names the repository to read first (a folder or an fsspec URL such as
-    ``s3://bucket/prefix``, opened with ``repo_options``; default ``$HOWTO_REPO``).  The
+    ``s3://bucket/prefix``, opened with ``repo_options``; default ``$HOWTO_REPO``).
+    ``read_ahead`` bounds, in MiB, the chunks fetched ahead from gateways (default
+    ``$HOWTO_READ_AHEAD`` or 32; 0 turns it off; see ``howto.retrieval.readahead``).  The
     file system pickles by these arguments, so dask workers reconnect to the same sources
     and verify every block they read themselves.
     """
@@ -86,6 +91,7 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         offline: bool = False,
         repo: str | None = None,
         repo_options: dict | None = None,
+        read_ahead: float | None = None,
         asynchronous: bool = False,
         loop: asyncio.AbstractEventLoop | None = None,
         **storage_options: object,
@@ -100,6 +106,10 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self._readers: dict[tuple, tuple[DagReader, bool]] = {}
         self._resolved: dict[str, list[CID]] = {}  # path → CIDs, through verified nodes
         self._sessions: dict[int, aiohttp.ClientSession] = {}
+        #: Siblings of remote chunks fetched ahead (``read_ahead`` MiB at most; 0: none).
+        self.read_ahead = ReadAhead(
+            most_bytes=default_read_ahead() if read_ahead is None else int(read_ahead * (1 << 20))
+        )
         weakref.finalize(self, _close_sessions, self._sessions)
 
     def reader(self) -> DagReader:
@@ -247,18 +257,50 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: object
     ) -> bytes:
         reader, on_disk = self._current()
-        cids = self._known(self._strip_protocol(path), reader) if on_disk else None
+        name = self._strip_protocol(path)
+        cids = self._known(name, reader) if on_disk else None
         if cids is not None and cids[-1].codec.code == RAW:  # one block, a zarr chunk say
             chain = reader.chain
             if chain.has(cids[-1]):  # local: reading and hashing it here beats a thread hop
                 return chain.get(cids[-1])[start:end]
-            session = await self._session()
+            fetch = await self._fetcher(reader)
+            ahead = self.read_ahead.take(cids[-1])
+            self._read_ahead_of(reader, name, cids, fetch)
+            if ahead is not None:
+                try:
+                    return (await ahead)[start:end]  # verified on arrival, like any block
+                except (HowtoError, asyncio.CancelledError):
+                    pass  # that fetch failed or was let go: ask again, and say why if it fails
+            return (await fetch(cids[-1]))[start:end]
+        data = await asyncio.to_thread(self._cat_now, path, start, end)
+        cids = self._resolved.get(name) if on_disk and self.read_ahead.enabled else None
+        if cids is not None and cids[-1].codec.code == RAW and not reader.chain.has(cids[-1]):
+            self._read_ahead_of(reader, name, cids, await self._fetcher(reader))
+        return data
+
+    async def _fetcher(self, reader: DagReader) -> Callable[[CID], Awaitable[bytes]]:
+        """How this event loop fetches one block from the reader's gateways, verified."""
+        session = await self._session()
+        chain = reader.chain
+
+        async def fetch(cid: CID) -> bytes:
             failures = [(source, NotFoundError("not found")) for source in chain.local]
-            data = await chain.ask_remote_async(
-                f"block {cid_text(cids[-1])}", lambda s: s.aget(cids[-1], session), failures
+            return await chain.ask_remote_async(
+                f"block {cid_text(cid)}", lambda s: s.aget(cid, session), failures
             )
-            return data[start:end]
-        return await asyncio.to_thread(self._cat_now, path, start, end)
+
+        return fetch
+
+    def _read_ahead_of(
+        self, reader: DagReader, name: str, cids: list[CID], fetch: Callable
+    ) -> None:
+        """Fetch the siblings that follow a one-block file read from afar (see
+        ``howto.retrieval.readahead``); they wait, verified, for their own reads."""
+        if len(cids) > 1:
+            entry = name.rpartition("/")[2]
+            wanted = self.read_ahead.plan(cids[-2], entry, lambda: _siblings(reader, cids[-2]))
+            self.read_ahead.start(wanted, fetch)
+            self.read_ahead.trim()
 
     cat_file = sync_wrapper(_cat_file)
 
@@ -267,7 +309,7 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         loop = asyncio.get_running_loop()
         session = self._sessions.get(id(loop))
         if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=32)
+            connector = aiohttp.TCPConnector(limit=32, limit_per_host=default_connections())
             # no cookie jar: a gateway has no state to keep, and each response skips it
             session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
@@ -341,6 +383,21 @@ class IPFSFile(AbstractBufferedFile):
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         return self.fs.cat_file(self.path, start, end)
+
+
+def _siblings(reader: DagReader, directory: CID) -> list[Sibling]:
+    """The one-block files of a directory whose node is verified and in memory (a HAMT
+    or a node not read yet gives none: nothing is fetched to find out)."""
+    block = reader.cache.get(directory)
+    if block is None or block.node is None or block.kind != "directory":
+        return []
+    if block.unixfs.type != UnixFSType.DIRECTORY:
+        return []
+    return [
+        Sibling(link.name, link.hash, link.tsize or 0)
+        for link in block.node.links
+        if link.hash[:2] == RAW_CID_PREFIX
+    ]
 
 
 def _close_sessions(sessions: dict) -> None:

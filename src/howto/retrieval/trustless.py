@@ -15,8 +15,11 @@ trickles its answer is cut off in time.
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
 import functools
 import http.client
+import logging
 import os
 import ssl
 import threading
@@ -34,12 +37,19 @@ from ..formats.car import CARError, read_car_raw
 from ..formats.cids import RAW_CID_PREFIX, cid_text, multihash_of, raw_cid, verify_raw
 from ..unixfs.resolver import BlockCache, Resolver
 
+#: Gateways that ask to wait are mentioned here, once each.
+log = logging.getLogger(__name__)
+
 RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"
 RECORD_TYPE = "application/vnd.ipfs.ipns-record"
 #: The largest IPNS record read (the IPNS record spec's limit).
 MAX_RECORD_BYTES = 10 * 1024
 DEFAULT_TIMEOUT = 30.0
+#: Connections to one gateway at once, as browsers keep to one server.
+DEFAULT_CONNECTIONS = 8
+#: The longest ``Retry-After`` honoured; a gateway that asks for more is passed over.
+MAX_WAIT = 30.0
 #: The largest block the trustless gateway spec asks clients to accept.
 MAX_BLOCK_BYTES = 2 << 20
 #: The largest CAR reply read; a file is fetched in windows of ``WINDOW_BYTES`` below it.
@@ -57,6 +67,56 @@ DISCARD_BYTES = 64 << 10
 def default_timeout() -> float:
     """Seconds a gateway has for a whole reply: ``$HOWTO_GATEWAY_TIMEOUT``, else 30."""
     return float(os.environ.get("HOWTO_GATEWAY_TIMEOUT", DEFAULT_TIMEOUT))
+
+
+def default_connections() -> int:
+    """Connections open at once to one gateway: ``$HOWTO_GATEWAY_CONNECTIONS``, else 8."""
+    return max(1, int(os.environ.get("HOWTO_GATEWAY_CONNECTIONS", DEFAULT_CONNECTIONS)))
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (a number of seconds or an HTTP date,
+    RFC 9110), or ``None`` when there is none or it makes no sense."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class _Patience:
+    """What a gateway that said "too busy, come back later" gets: one wait of at most
+    ``MAX_WAIT`` seconds and one more try per request; said once per gateway."""
+
+    def __init__(self, gateway: str) -> None:
+        self.gateway = gateway
+        self.said = False
+
+    def wait(self, status: int, headers: object, what: str, limit: float) -> float | None:
+        """Seconds to wait before asking again, or ``None`` when the answer stands."""
+        if status not in (429, 503):
+            return None
+        seconds = retry_after(headers.get("Retry-After"))
+        if seconds is None or seconds > min(MAX_WAIT, limit):
+            return None
+        if not self.said:
+            self.said = True
+            log.warning(
+                "%s answered HTTP %d for %s and asked to wait %.3g s: waiting, then asking "
+                "once more (said once per gateway)",
+                self.gateway,
+                status,
+                what,
+                seconds,
+            )
+        return seconds
 
 
 @dataclass
@@ -164,11 +224,10 @@ def _receive_into(response: http.client.HTTPResponse, view: memoryview, where: s
 
 
 class _Connections:
-    """Kept-alive HTTP connections to one gateway, shared by any number of threads."""
+    """HTTP connections to one gateway, kept alive and shared by any number of threads:
+    at most ``limit`` are open at once, idle or in use (a request waits for one)."""
 
-    KEEP = 16
-
-    def __init__(self, url: str, connect_timeout: float, timeout: float) -> None:
+    def __init__(self, url: str, limit: int | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) gateway URL: {url!r}")
@@ -176,34 +235,65 @@ class _Connections:
         self.host = parts.hostname
         self.port = parts.port
         self.base = parts.path.rstrip("/")
-        self.connect_timeout = connect_timeout
-        self.timeout = timeout
+        self.limit = default_connections() if limit is None else limit
         self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
+        self._open = 0
+        self._changed = threading.Condition()
 
-    def take(self) -> http.client.HTTPConnection:
-        """An idle connection (``sock`` set), else a new one, not yet connected."""
-        with self._lock:
+    def take(self, timeout: float) -> http.client.HTTPConnection:
+        """An idle connection (``sock`` set), else a new one, not yet connected (with
+        ``timeout`` to connect, at most 10 s); it goes back by ``give`` or ``drop``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self._idle and self._open >= self.limit:
+                if not self._changed.wait(deadline - time.monotonic()):
+                    raise GatewayTimeout(
+                        f"gateway {self.host}: none of its {self.limit} connections came "
+                        f"free within {timeout:g} s"
+                    )
             if self._idle:
                 return self._idle.pop()
+            self._open += 1
+        connect = min(timeout, 10.0)
         if self.https:
             return http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.connect_timeout, context=_tls()
+                self.host, self.port, timeout=connect, context=_tls()
             )
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=connect)
 
     def give(self, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if len(self._idle) < self.KEEP:
-                self._idle.append(connection)
-                return
+        """A connection whose reply was read whole: kept for the next request."""
+        with self._changed:
+            self._idle.append(connection)
+            self._changed.notify()
+
+    def drop(self, connection: http.client.HTTPConnection) -> None:
+        """A connection that cannot be used again."""
         connection.close()
+        with self._changed:
+            self._open -= 1
+            self._changed.notify()
 
     def close(self) -> None:
-        with self._lock:
+        with self._changed:
             idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._changed.notify_all()
         for connection in idle:
             connection.close()
+
+
+#: One pool of connections per gateway and process, whichever clients share it.
+_POOLS: dict[str, _Connections] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(url: str) -> _Connections:
+    with _POOLS_LOCK:
+        pool = _POOLS.get(url)
+        if pool is None or pool.limit != default_connections():
+            pool = _POOLS[url] = _Connections(url)
+        return pool
 
 
 @functools.lru_cache(maxsize=1)
@@ -242,7 +332,7 @@ class _Exchange:
         if self.response.isclosed() and not self.response.will_close:
             self.connections.give(self.connection)
         else:
-            self.connection.close()
+            self.connections.drop(self.connection)
 
 
 class GatewayBlocks:
@@ -251,7 +341,8 @@ class GatewayBlocks:
     def __init__(self, url: str, timeout: float | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = default_timeout() if timeout is None else timeout
-        self._connections = _Connections(self.url, min(self.timeout, 10.0), self.timeout)
+        self._connections = _pool(self.url)
+        self._patience = _Patience(str(self))
 
     def __str__(self) -> str:
         return f"gateway {self.url}"
@@ -264,24 +355,43 @@ class GatewayBlocks:
     ) -> _Exchange:
         """Send the request; a reply that is not a plain 200 becomes a typed error."""
         path = f"{self._connections.base}/{namespace}/{target}"
+        reply = self._exchange(path, method, accept, what)
+        if reply.status != 200:
+            reply.discard()
+            wait = self._patience.wait(reply.status, reply.headers, what, self.timeout)
+            if wait is None:
+                self._status(reply.status, what)
+            time.sleep(wait)
+            reply = self._exchange(path, method, accept, what)
+            if reply.status != 200:
+                reply.discard()
+                self._status(reply.status, what)
+        encoding = (reply.headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            reply.connection.close()
+            reply.release()
+            raise GatewayError(f"{self} sent a {encoding!r}-encoded reply for {what}: refused")
+        return reply
+
+    def _exchange(self, path: str, method: str, accept: str, what: str) -> _Exchange:
+        """One request and the head of its reply, on a kept connection when there is one."""
         headers = {"Accept": accept, "Accept-Encoding": "identity"}
         for attempt in (1, 2):
-            connection = self._connections.take()
+            connection = self._connections.take(self.timeout)
             kept = connection.sock is not None
             try:
                 if not kept:
                     connection.connect()
-                    connection.sock.settimeout(self.timeout)  # from now on: the reply's
+                connection.sock.settimeout(self.timeout)  # from now on: the reply's
                 connection.request(method, path, headers=headers)
-                reply = _Exchange(self._connections, connection, connection.getresponse())
-                break
+                return _Exchange(self._connections, connection, connection.getresponse())
             except TimeoutError:
-                connection.close()
+                self._connections.drop(connection)
                 raise GatewayTimeout(
                     f"{self} did not answer within {self.timeout:g} s for {what}"
                 ) from None
             except (http.client.HTTPException, OSError) as exc:
-                connection.close()
+                self._connections.drop(connection)
                 if kept and attempt == 1:  # a kept-alive connection the gateway had closed
                     continue
                 if isinstance(exc, http.client.HTTPException):
@@ -289,14 +399,7 @@ class GatewayBlocks:
                 else:
                     problem = f"cannot reach {self} for {what}"
                 raise GatewayError(f"{problem}: {_line(exc)}") from None
-        if reply.status != 200:
-            reply.discard()
-            self._status(reply.status, what)
-        encoding = (reply.headers.get("Content-Encoding") or "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            reply.connection.close()
-            raise GatewayError(f"{self} sent a {encoding!r}-encoded reply for {what}: refused")
-        return reply
+        raise AssertionError("unreachable")  # the second attempt returns or raises
 
     def _status(self, status: int, what: str) -> None:
         """A typed error for any answer but 200."""
@@ -341,6 +444,18 @@ class GatewayBlocks:
         request, bounds and checks, sent with ``session`` instead of a worker thread."""
         text = cid_text(cid)
         what = f"block {text}"
+        for attempt in (1, 2):
+            try:
+                return await self._aget_once(cid, text, what, session)
+            except _Busy as busy:
+                if attempt == 2:
+                    self._status(busy.status, what)
+                await asyncio.sleep(busy.seconds)
+        raise AssertionError("unreachable")
+
+    async def _aget_once(
+        self, cid: CID, text: str, what: str, session: aiohttp.ClientSession
+    ) -> bytes:
         try:
             async with session.get(
                 f"{self.url}/ipfs/{text}?format=raw",
@@ -348,6 +463,11 @@ class GatewayBlocks:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 allow_redirects=False,
             ) as response:
+                if response.status != 200:
+                    limit = self.timeout
+                    wait = self._patience.wait(response.status, response.headers, what, limit)
+                    if wait is not None:
+                        raise _Busy(response.status, wait)
                 self._status(response.status, what)
                 encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
                 if encoding not in ("", "identity"):
@@ -456,6 +576,14 @@ class GatewayBlocks:
         return CarReply(blocks, cids)
 
 
+class _Busy(Exception):
+    """A gateway asked to be asked again later (429 or 503 with ``Retry-After``)."""
+
+    def __init__(self, status: int, seconds: float) -> None:
+        self.status = status
+        self.seconds = seconds
+
+
 def same_roots(header: str, cids: list[CID]) -> bool:
     """Whether an ``X-Ipfs-Roots`` value names ``cids`` (any CID version or base)."""
     claimed = [c.strip() for c in header.split(",") if c.strip()]
@@ -471,4 +599,15 @@ def _line(value: object) -> str:
     return (str(value).strip().splitlines() or [type(value).__name__])[0]
 
 
-__all__ = ["CAR_TYPE", "RAW_TYPE", "CarReply", "GatewayBlocks", "Received", "same_roots"]
+__all__ = [
+    "CAR_TYPE",
+    "DEFAULT_CONNECTIONS",
+    "RAW_TYPE",
+    "CarReply",
+    "GatewayBlocks",
+    "Received",
+    "default_connections",
+    "default_timeout",
+    "retry_after",
+    "same_roots",
+]

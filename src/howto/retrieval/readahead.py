@@ -1,0 +1,171 @@
+"""Read-ahead for chunked data: fetch the siblings a reader will ask for next, within bounds.
+
+A zarr array is a directory of chunks, and a reader asks for them one request at a time,
+with two or a few in flight.  Near a gateway that costs nothing; 25 ms away, 400 chunks
+cost seconds of round trips whatever the CPU does.  Verification makes asking ahead safe:
+a block fetched ahead is hashed against its CID on arrival (by the ``fetch`` it is given),
+so a gateway gains nothing by lying about it, and the block is used only if the reader
+asks for it.
+
+``ReadAhead`` decides what to fetch.  The first remote read in a directory fetches the
+chunks that follow it in the order readers ask for them (chunk keys sorted by their
+numbers: ``0.9`` before ``0.10``) up to ``first_bytes``; each read that finds its chunk
+fetched ahead doubles the window, up to ``most_bytes``; a read elsewhere in the directory
+starts again from ``first_bytes``.  A reader that wants one chunk pays at most
+``first_bytes`` for the others.  Blocks fetched ahead and not yet used, with those still
+on their way, never exceed ``most_bytes`` for one ``ReadAhead`` (one per file system):
+the oldest unused ones are let go first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from multiformats import CID
+
+__all__ = [
+    "FIRST_BYTES",
+    "MOST_BYTES",
+    "ReadAhead",
+    "Sibling",
+    "chunk_order",
+    "default_read_ahead",
+]
+
+#: What the first remote read in a directory fetches beyond its own chunk.
+FIRST_BYTES = 1 << 20
+#: The most fetched ahead (held and on the way) per file system.
+MOST_BYTES = 32 << 20
+
+
+def default_read_ahead() -> int:
+    """``$HOWTO_READ_AHEAD`` in MiB (``0`` turns read-ahead off), else ``MOST_BYTES``."""
+    value = os.environ.get("HOWTO_READ_AHEAD")
+    return MOST_BYTES if value is None else int(float(value) * (1 << 20))
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """One entry of a directory: its name, binary CID and size as its link declares it."""
+
+    name: str
+    cid: bytes
+    size: int
+
+
+def chunk_order(name: str) -> tuple:
+    """Sort key for chunk keys: their numbers as numbers (``0.9`` < ``0.10``), so that
+    siblings come in the order a reader walks an array."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+@dataclass
+class _Directory:
+    order: list[Sibling]
+    index: dict[str, int]
+    window: int
+    reached: int = -1  # the last position fetched ahead
+
+
+@dataclass
+class _Stats:
+    fetched: int = 0  # blocks fetched ahead
+    used: int = 0  # of which a reader then asked for
+    dropped: int = 0  # let go unused, to stay within the bound
+    failed: int = 0  # whose fetch failed (the reader then asks the usual way)
+    bytes: int = 0
+
+
+@dataclass
+class ReadAhead:
+    """The read-ahead of one file system (see the module's docstring)."""
+
+    first_bytes: int = FIRST_BYTES
+    most_bytes: int = MOST_BYTES
+    stats: _Stats = field(default_factory=_Stats)
+
+    def __post_init__(self) -> None:
+        self._directories: OrderedDict[bytes, _Directory] = OrderedDict()
+        self._ahead: OrderedDict[bytes, tuple[asyncio.Task, int]] = OrderedDict()
+        self._held = 0  # bytes of blocks fetched ahead (done or on the way), not yet used
+
+    @property
+    def enabled(self) -> bool:
+        return self.most_bytes > 0
+
+    def plan(
+        self, directory: CID, name: str, siblings: Callable[[], Sequence[Sibling]]
+    ) -> list[Sibling]:
+        """What to fetch ahead now that ``name`` in ``directory`` is read from afar;
+        ``siblings`` lists the directory's entries (asked once per directory)."""
+        if not self.enabled:
+            return []
+        key = bytes(directory)
+        state = self._directories.get(key)
+        if state is None:
+            order = sorted(siblings(), key=lambda s: chunk_order(s.name))
+            state = _Directory(order, {s.name: i for i, s in enumerate(order)}, 0)
+            self._directories[key] = state
+            while len(self._directories) > 64:
+                self._directories.popitem(last=False)
+        position = state.index.get(name)
+        if position is None:
+            return []
+        if position <= state.reached and state.window:  # it was fetched ahead: keep going
+            state.window = min(state.window * 2, self.most_bytes)
+        else:
+            state.window, state.reached = self.first_bytes, position
+        wanted, budget = [], state.window - self._held
+        for sibling in state.order[state.reached + 1 :]:
+            if sibling.size > budget or sibling.size > self.most_bytes - self._held:
+                break
+            budget -= sibling.size
+            state.reached += 1
+            if sibling.cid not in self._ahead:
+                wanted.append(sibling)
+        return wanted
+
+    def start(self, siblings: Sequence[Sibling], fetch: Callable[[CID], Awaitable[bytes]]) -> None:
+        """Fetch ``siblings`` in the background (on the running event loop)."""
+        for sibling in siblings:
+            task = asyncio.ensure_future(fetch(CID.decode(sibling.cid)))
+            task.add_done_callback(self._settled)
+            self._ahead[sibling.cid] = (task, sibling.size)
+            self._held += sibling.size
+            self.stats.fetched += 1
+            self.stats.bytes += sibling.size
+
+    def _settled(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.stats.failed += 1
+            for key, (held, size) in list(self._ahead.items()):
+                if held is task:
+                    del self._ahead[key]
+                    self._held -= size
+
+    def take(self, cid: CID) -> asyncio.Task | None:
+        """The fetch of ``cid`` started ahead, if any (it is handed over: taken once)."""
+        entry = self._ahead.pop(bytes(cid), None)
+        if entry is None:
+            return None
+        self._held -= entry[1]
+        self.stats.used += 1
+        return entry[0]
+
+    def trim(self) -> None:
+        """Let the oldest unused blocks go while more than ``most_bytes`` are held."""
+        while self._held > self.most_bytes and self._ahead:
+            _, (task, size) = self._ahead.popitem(last=False)
+            task.cancel()
+            self._held -= size
+            self.stats.dropped += 1
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes fetched ahead (or on their way) that no reader has asked for yet."""
+        return self._held
