@@ -23,7 +23,7 @@ from howto.blocks.chain import CarBlocks, Chain, MappingBlocks
 from howto.blocks.repo import Repo
 from howto.errors import GatewayError, IntegrityError, NotFoundError
 from howto.formats.cids import cid_text
-from howto.gateway.server import serve
+from howto.gateway import serve
 from howto.retrieval.discovery import configured_gateway, configured_gateways
 from howto.retrieval.reader import DagReader
 from howto.retrieval.trustless import GatewayBlocks

@@ -24,7 +24,7 @@ from howto.blocks.repo import Repo
 from howto.errors import IpnsError
 from howto.formats.car import read_car, read_car_raw
 from howto.formats.cids import cid_bytes, to_cid
-from howto.gateway.server import serve
+from howto.gateway import serve
 from howto.names.ipns import RecordStore, parse_name, verify_record
 from howto.unixfs.resolver import Resolver
 

@@ -28,7 +28,7 @@ from howto.formats.car import CARError, read_car
 from howto.formats.cids import RAW, cid_bytes, to_cid
 from howto.formats.dagpb import UnixFSType, decode_node, decode_unixfs
 from howto.fs import VerifiedIPFSFileSystem
-from howto.gateway.server import serve
+from howto.gateway import serve
 from howto.unixfs.add import add
 
 CHUNK = 262144

@@ -24,7 +24,7 @@ from howto.blocks.repo import Repo
 from howto.errors import GatewayError, NotFoundError
 from howto.formats.cids import RAW, cid_bytes, to_cid
 from howto.fs import GatewayTimeout, VerifiedIPFSFileSystem
-from howto.gateway.server import serve
+from howto.gateway import serve
 from howto.unixfs.add import add
 
 CLIENTS = 32

@@ -28,7 +28,7 @@ from howto.formats.car import CARError, read_car, write_car
 from howto.formats.cids import check_cid, parse_cid, to_cid, verify_block, verify_raw
 from howto.formats.dagpb import varint
 from howto.fs import VerifiedIPFSFileSystem
-from howto.gateway.server import serve
+from howto.gateway import serve
 from howto.ipld.blocks import Blocks
 from howto.ipld.codec import Link
 

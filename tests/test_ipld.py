@@ -446,7 +446,7 @@ def test_open_zarr_through_a_gateway(howto_repo, tmp_path):
     """``xr.open_zarr("ipfs://<root>")`` reads an IPLDStore dataset through any gateway,
     with the verified file system, as it reads a UnixFS zarr folder."""
     import howto.fs
-    from howto.gateway.server import serve
+    from howto.gateway import serve
 
     ds = sample_dataset()
     node = Repo(tmp_path / "node")
@@ -482,7 +482,7 @@ def test_reader_paths_through_dag_cbor(tmp_path):
     reader = DagReader(Chain([leaf]))
     assert reader.resolve(outer_cid, "foo/link") == [outer_cid, inner_cid]
     from howto.fs import filesystem
-    from howto.gateway.server import serve
+    from howto.gateway import serve
 
     with serve(leaf) as url:  # the file system, through a gateway, with an empty repository
         fs = filesystem(gateway_addr=url)

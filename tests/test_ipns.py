@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import howto.fs
 from howto.blocks.repo import Repo
 from howto.errors import IpnsError, NotFoundError
-from howto.gateway.server import serve
+from howto.gateway import serve
 from howto.names.ipns import (
     KeyStore,
     RecordStore,

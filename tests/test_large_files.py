@@ -27,7 +27,7 @@ from howto.blocks.chain import Chain, MappingBlocks
 from howto.blocks.repo import Repo
 from howto.errors import GatewayError, IntegrityError
 from howto.formats.cids import cid_text
-from howto.gateway.server import serve
+from howto.gateway import serve
 from howto.retrieval import reader as reader_module
 from howto.retrieval.reader import DagReader
 from howto.retrieval.trustless import GatewayBlocks

@@ -33,7 +33,7 @@ from howto.formats.car import cid_length, encode_section
 from howto.formats.cids import RAW, cid_bytes, to_cid
 from howto.formats.dagpb import read_varint
 from howto.fs import VerifiedIPFSFileSystem
-from howto.gateway.server import serve
+from howto.gateway import serve
 from howto.unixfs.add import add
 from howto.unixfs.hamt import name_hash
 

@@ -27,7 +27,7 @@ from howto.blocks.repo import Repo
 from howto.errors import NotFoundError
 from howto.formats.cids import RAW, cid_bytes, to_cid
 from howto.fs import VerifiedIPFSFileSystem
-from howto.gateway.server import serve
+from howto.gateway import serve
 from howto.retrieval.discovery import configured_gateway, configured_gateways
 from howto.retrieval.trustless import GatewayBlocks
 from howto.unixfs.add import add
@@ -343,7 +343,7 @@ def test_local_blocks_without_a_gateway_and_one_embedded_gateway_per_repository(
     script = f"""
 import json, os
 from howto.retrieval.discovery import configured_gateways
-from howto.gateway.server import embedded_gateway_url
+from howto.gateway import embedded_gateway_url
 from howto.fs import VerifiedIPFSFileSystem
 fs = VerifiedIPFSFileSystem(timeout=20)
 body = fs.cat("ipfs://{cids[0]}").decode()

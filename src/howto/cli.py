@@ -177,7 +177,7 @@ def _cmd_repo_gc(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from .gateway.server import GatewayServer
+    from .gateway import GatewayServer
 
     # one line on stderr per failed request (see howto.gateway.log), 404s included
     handler = logging.StreamHandler()
