@@ -83,11 +83,13 @@ class IPLDStore(Store):
         return self._sharing(self, read_only)
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, IPLDStore)
-            and other._tree is self._tree
-            and other.read_only == self.read_only
-        )
+        """Equal stores show the same hierarchy over equal backends, with the same
+        ``read_only``: a store and its pickled copy, or two stores over one backend."""
+        if not isinstance(other, IPLDStore) or other.read_only != self.read_only:
+            return False
+        if other._tree is self._tree:
+            return True
+        return other.backend == self.backend and other._tree.same_content(self._tree)
 
     def __repr__(self) -> str:
         root = self._tree.root
@@ -164,6 +166,7 @@ class IPLDStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         prototype = prototype or default_buffer_prototype()
+        _check_range(byte_range)
         parts = key.split("/")
         value = self._tree.lookup(parts)
         if value is None or not self._tree.is_leaf(parts[-1], value):
@@ -239,6 +242,14 @@ class IPLDStore(Store):
             yield name
 
 
+def _check_range(byte_range: object) -> None:
+    """A ``ValueError`` for a byte range zarr does not define, in zarr's own words."""
+    if byte_range is not None and not isinstance(
+        byte_range, RangeByteRequest | OffsetByteRequest | SuffixByteRequest
+    ):
+        raise ValueError(f"Unexpected byte_range, got {byte_range!r}.")
+
+
 def _cut(data: bytes, byte_range: ByteRequest | None) -> bytes:
     if byte_range is None:
         return data
@@ -248,7 +259,7 @@ def _cut(data: bytes, byte_range: ByteRequest | None) -> bytes:
         return data[byte_range.offset :]
     if isinstance(byte_range, SuffixByteRequest):
         return data[max(0, len(data) - byte_range.suffix) :]
-    raise ValueError(f"unexpected byte range {byte_range!r}")
+    raise ValueError(f"Unexpected byte_range, got {byte_range!r}.")
 
 
 def open_store(root: RootLike, backend: Backend | None = None) -> IPLDStore:
