@@ -165,16 +165,39 @@ class IPLDStore(Store):
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
-        prototype = prototype or default_buffer_prototype()
         _check_range(byte_range)
         parts = key.split("/")
         value = self._tree.lookup(parts)
         if value is None or not self._tree.is_leaf(parts[-1], value):
             return None
         if self._threaded and isinstance(value, Link) and value.codec == RAW:
-            data = await asyncio.to_thread(self._tree.leaf_bytes, parts[-1], value)
-        else:
-            data = self._tree.leaf_bytes(parts[-1], value)
+            return await asyncio.to_thread(self._buffer, parts[-1], value, prototype, byte_range)
+        return self._buffer(parts[-1], value, prototype, byte_range)
+
+    def get_sync(
+        self,
+        key: str,
+        *,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        """``get`` without an event loop (zarr's ``SupportsGetSync``)."""
+        _check_range(byte_range)
+        parts = key.split("/")
+        value = self._tree.lookup(parts)
+        if value is None or not self._tree.is_leaf(parts[-1], value):
+            return None
+        return self._buffer(parts[-1], value, prototype, byte_range)
+
+    def _buffer(
+        self,
+        name: str,
+        value: Any,
+        prototype: BufferPrototype | None,
+        byte_range: ByteRequest | None,
+    ) -> Buffer:
+        data = self._tree.leaf_bytes(name, value)
+        prototype = prototype or default_buffer_prototype()
         return prototype.buffer.from_bytes(_cut(data, byte_range))
 
     async def get_partial_values(
@@ -190,19 +213,31 @@ class IPLDStore(Store):
         return value is not None and self._tree.is_leaf(parts[-1], value)
 
     async def set(self, key: str, value: Buffer) -> None:
+        doc = self._inline(key, value)
+        if doc is None and self._threaded:
+            link = await asyncio.to_thread(self._put_raw, value.as_buffer_like())
+            self._tree.set(key.split("/"), link)
+        else:
+            self._set(key, value, doc)
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        """``set`` without an event loop (zarr's ``SupportsSetSync``)."""
+        self._set(key, value, self._inline(key, value))
+
+    def _set(self, key: str, value: Buffer, doc: Any) -> None:
+        # a chunk is hashed and written without copying it
+        stored = doc if doc is not None else self._put_raw(value.as_buffer_like())
+        self._tree.set(key.split("/"), stored)
+
+    def _inline(self, key: str, value: Buffer) -> Any:
+        """The document to keep inline when ``value`` is one, else ``None`` (checking first
+        that the store may be written)."""
         self._check_writable()
         if not isinstance(value, Buffer):
             raise TypeError(f"IPLDStore.set needs a zarr Buffer, not {type(value).__name__}")
-        parts = key.split("/")
-        if parts[-1] in META_KEYS and (doc := inline_doc(value.to_bytes())) is not None:
-            self._tree.set(parts, doc)
-            return
-        view = value.as_buffer_like()  # hash and write without copying the chunk
-        if self._threaded:
-            link = await asyncio.to_thread(self._put_raw, view)
-        else:
-            link = self._put_raw(view)
-        self._tree.set(parts, link)
+        if key.rpartition("/")[2] not in META_KEYS:
+            return None
+        return inline_doc(value.to_bytes())
 
     def _put_raw(self, data: bytes | memoryview) -> Link:
         link = Link.of(data, RAW)
@@ -210,6 +245,10 @@ class IPLDStore(Store):
         return link
 
     async def delete(self, key: str) -> None:
+        self.delete_sync(key)
+
+    def delete_sync(self, key: str) -> None:
+        """``delete`` without an event loop (zarr's ``SupportsDeleteSync``)."""
         self._check_writable()
         self._tree.delete(key.split("/"))
 
