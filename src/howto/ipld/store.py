@@ -165,14 +165,12 @@ class IPLDStore(Store):
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
-        _check_range(byte_range)
-        parts = key.split("/")
-        value = self._tree.lookup(parts)
-        if value is None or not self._tree.is_leaf(parts[-1], value):
+        found = self._leaf(key, byte_range)
+        if found is None:
             return None
-        if self._threaded and isinstance(value, Link) and value.codec == RAW:
-            return await asyncio.to_thread(self._buffer, parts[-1], value, prototype, byte_range)
-        return self._buffer(parts[-1], value, prototype, byte_range)
+        if self._threaded and isinstance(found[1], Link) and found[1].codec == RAW:
+            return await asyncio.to_thread(self._buffer, *found, prototype, byte_range)
+        return self._buffer(*found, prototype, byte_range)
 
     def get_sync(
         self,
@@ -182,12 +180,17 @@ class IPLDStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         """``get`` without an event loop (zarr's ``SupportsGetSync``)."""
+        found = self._leaf(key, byte_range)
+        return None if found is None else self._buffer(*found, prototype, byte_range)
+
+    def _leaf(self, key: str, byte_range: ByteRequest | None) -> tuple[str, Any] | None:
+        """The name and tree value of the leaf at ``key``, or ``None`` when there is none."""
         _check_range(byte_range)
         parts = key.split("/")
         value = self._tree.lookup(parts)
         if value is None or not self._tree.is_leaf(parts[-1], value):
             return None
-        return self._buffer(parts[-1], value, prototype, byte_range)
+        return parts[-1], value
 
     def _buffer(
         self,
