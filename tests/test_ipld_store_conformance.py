@@ -4,8 +4,8 @@ zarr asks two helpers of every store's tests, ``set`` and ``get``, that reach th
 data without the store's zarr methods.  Here they read and write the IPLD layout itself:
 the hierarchy is one DAG-CBOR map (``howto.ipld.tree``) whose chunks are raw blocks and
 whose metadata documents are inline; ``set`` writes a new root block and a raw block
-straight into the backend and shows the new root through ``import_car``.  The backends
-are a ``dict`` and a repository folder.
+straight into the backend and shows the new root through ``import_car``.  The stores are
+new ones over a ``dict`` and over a repository folder, and one opened on a frozen root.
 """
 
 from __future__ import annotations
@@ -67,12 +67,21 @@ class TestIPLDStore(StoreTests[IPLDStore, cpu.Buffer]):
             return self.buffer_cls.from_bytes(blocks.get(value))
         return self.buffer_cls.from_bytes(json.dumps(value).encode())
 
-    @pytest.fixture(params=["dict", "repository"])
+    @pytest.fixture(params=["dict", "repository", "opened root"])
     def store_kwargs(self, request, tmp_path) -> dict[str, Any]:
-        backend = {} if request.param == "dict" else Repo(tmp_path / "repo")
-        return {"backend": backend}
+        """A new store over a dict or a repository, or one opened on the root of an empty
+        hierarchy (so every write makes a new version of a frozen dataset)."""
+        if request.param == "repository":
+            return {"backend": Repo(tmp_path / "repo")}
+        backend: dict[str, bytes] = {}
+        if request.param == "dict":
+            return {"backend": backend}
+        return {"backend": backend, "root": IPLDStore(backend).freeze()}
 
-    def test_store_repr(self, store: IPLDStore) -> None:
+    def test_store_repr(self, store: IPLDStore, store_kwargs: dict[str, Any]) -> None:
+        shown = store_kwargs.get("root", "unfrozen")
+        assert repr(store) == f"IPLDStore(root={shown}, read_only=False)"
+        store.set_sync("c/0", self.buffer_cls.from_bytes(b"chunk"))
         assert repr(store) == "IPLDStore(root=unfrozen, read_only=False)"
         root = store.freeze()
         assert repr(store) == f"IPLDStore(root={root}, read_only=False)"
