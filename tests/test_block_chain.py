@@ -22,7 +22,6 @@ from howto.blocks.bundled import bundled_car_files
 from howto.blocks.chain import CarBlocks, Chain, MappingBlocks
 from howto.blocks.repo import Repo
 from howto.errors import GatewayError, IntegrityError, NotFoundError
-from howto.formats.cids import cid_text
 from howto.gateway import serve
 from howto.retrieval.discovery import configured_gateway, configured_gateways
 from howto.retrieval.reader import DagReader
@@ -162,19 +161,6 @@ def test_when_every_source_fails_one_error_names_each(nowhere, stalling) -> None
         assert part in message
     assert "HTTP 404" in message and "did not answer within 0.5 s" in message
     assert "\n" not in message
-
-
-def test_a_mapping_is_a_block_source_and_store() -> None:
-    blocks: dict[str, bytes] = {}
-    source = MappingBlocks(blocks)
-    data = b"in a dict\n"
-    cid = add_bytes(data, only_hash=True)
-    with source.transaction() as txn:
-        txn.put(cid, data)
-    assert source.get(cid) == data and source.has(cid)
-    blocks[cid_text(cid)] = b"changed in the dict"
-    with pytest.raises(IntegrityError):
-        source.get(cid)
 
 
 def test_known_path_answers_from_verified_nodes_in_memory_only(tmp_path) -> None:

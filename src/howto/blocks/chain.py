@@ -29,7 +29,7 @@ from multiformats import CID
 
 from ..errors import GatewayError, IntegrityError, NotFoundError
 from ..formats.car import read_car_raw
-from ..formats.cids import cid_text, inline_data, multihash_of, raw_cid, verify_raw
+from ..formats.cids import DAG_PB, cid_text, inline_data, multihash_of, raw_cid, verify_raw
 
 CidLike = CID | bytes
 
@@ -115,8 +115,10 @@ class CarBlocks:
 class MappingBlocks:
     """Blocks in any mapping of CID strings to bytes (a ``dict``, a ``shelve``, …).
 
-    Every read is checked, so the mapping may be anything, near or far.  Writes need a
-    mutable mapping; a transaction collects its blocks and writes them when it succeeds.
+    A block's key is its CIDv1 in base32 (``key``), so a CIDv0 and its CIDv1 name one
+    entry, as they name one block everywhere else.  Every read is checked, so the mapping
+    may be anything, near or far.  Writes need a mutable mapping; a transaction collects
+    its blocks and writes them when it succeeds, replacing any copy that differs.
     """
 
     def __init__(self, mapping: Mapping[str, bytes], name: str = "block mapping") -> None:
@@ -126,14 +128,22 @@ class MappingBlocks:
     def __str__(self) -> str:
         return self.name
 
+    @staticmethod
+    def key(cid: CidLike) -> str:
+        """The key of a block in the mapping: its CIDv1, in base32."""
+        raw = raw_cid(cid)
+        if raw[0] != 1:  # a CIDv0 is a dag-pb block's bare multihash
+            raw = _DAG_PB_V1 + raw
+        return cid_text(raw)
+
     def get_unverified(self, cid: CidLike) -> bytes:
-        key = cid_text(cid)
+        key = self.key(cid)
         try:
             return bytes(self.mapping[key])
         except KeyError:
             if (carried := inline_data(raw_cid(cid))) is not None:
                 return carried
-            raise NotFoundError(f"block {key} is not in the {self}") from None
+            raise NotFoundError(f"block {cid_text(cid)} is not in the {self}") from None
 
     def get(self, cid: CidLike) -> bytes:
         data = self.get_unverified(cid)
@@ -141,8 +151,7 @@ class MappingBlocks:
         return data
 
     def has(self, cid: CidLike) -> bool:
-        key = cid_text(cid)
-        return key in self.mapping or inline_data(raw_cid(cid)) is not None
+        return self.key(cid) in self.mapping or inline_data(raw_cid(cid)) is not None
 
     @contextmanager
     def transaction(self) -> Iterator[Putter]:
@@ -152,16 +161,22 @@ class MappingBlocks:
         staged = _Staged()
         yield staged
         for key, data in staged.blocks.items():
-            if key not in mapping:
+            if mapping.get(key) != data:  # absent, or a damaged copy the caller's replaces
                 mapping[key] = data
+
+
+#: What turns a CIDv0 into its CIDv1: version 1, codec dag-pb.
+_DAG_PB_V1 = bytes([1, DAG_PB])
 
 
 class _Staged:
     def __init__(self) -> None:
         self.blocks: dict[str, bytes] = {}
 
-    def put(self, cid: CidLike, data: bytes) -> None:
-        self.blocks.setdefault(cid_text(cid), data)
+    def put(self, cid: CidLike, data: bytes | memoryview) -> None:
+        if inline_data(raw_cid(cid)) is None:  # an identity CID carries its block
+            # a copy: the caller may reuse the buffer a view points into
+            self.blocks.setdefault(MappingBlocks.key(cid), bytes(data))
 
 
 class Chain:

@@ -144,6 +144,13 @@ class Repo:
     def __str__(self) -> str:
         return "local repository"
 
+    def __eq__(self, other: object) -> bool:
+        """Two ``Repo`` objects over one folder are one repository (a pickled copy too)."""
+        return isinstance(other, Repo) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
     def block_path(self, key: str) -> Path:
         """The file of the block whose multihash, base32-encoded, is ``key``."""
         return self.path / block_relpath(key)

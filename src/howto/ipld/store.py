@@ -83,11 +83,13 @@ class IPLDStore(Store):
         return self._sharing(self, read_only)
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, IPLDStore)
-            and other._tree is self._tree
-            and other.read_only == self.read_only
-        )
+        """Equal stores show the same hierarchy over equal backends, with the same
+        ``read_only``: a store and its pickled copy, or two stores over one backend."""
+        if not isinstance(other, IPLDStore) or other.read_only != self.read_only:
+            return False
+        if other._tree is self._tree:
+            return True
+        return other.backend == self.backend and other._tree.same_content(self._tree)
 
     def __repr__(self) -> str:
         root = self._tree.root
@@ -163,15 +165,42 @@ class IPLDStore(Store):
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
-        prototype = prototype or default_buffer_prototype()
+        found = self._leaf(key, byte_range)
+        if found is None:
+            return None
+        if self._threaded and isinstance(found[1], Link) and found[1].codec == RAW:
+            return await asyncio.to_thread(self._buffer, *found, prototype, byte_range)
+        return self._buffer(*found, prototype, byte_range)
+
+    def get_sync(
+        self,
+        key: str,
+        *,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        """``get`` without an event loop (zarr's ``SupportsGetSync``)."""
+        found = self._leaf(key, byte_range)
+        return None if found is None else self._buffer(*found, prototype, byte_range)
+
+    def _leaf(self, key: str, byte_range: ByteRequest | None) -> tuple[str, Any] | None:
+        """The name and tree value of the leaf at ``key``, or ``None`` when there is none."""
+        _check_range(byte_range)
         parts = key.split("/")
         value = self._tree.lookup(parts)
         if value is None or not self._tree.is_leaf(parts[-1], value):
             return None
-        if self._threaded and isinstance(value, Link) and value.codec == RAW:
-            data = await asyncio.to_thread(self._tree.leaf_bytes, parts[-1], value)
-        else:
-            data = self._tree.leaf_bytes(parts[-1], value)
+        return parts[-1], value
+
+    def _buffer(
+        self,
+        name: str,
+        value: Any,
+        prototype: BufferPrototype | None,
+        byte_range: ByteRequest | None,
+    ) -> Buffer:
+        data = self._tree.leaf_bytes(name, value)
+        prototype = prototype or default_buffer_prototype()
         return prototype.buffer.from_bytes(_cut(data, byte_range))
 
     async def get_partial_values(
@@ -187,19 +216,31 @@ class IPLDStore(Store):
         return value is not None and self._tree.is_leaf(parts[-1], value)
 
     async def set(self, key: str, value: Buffer) -> None:
+        doc = self._inline(key, value)
+        if doc is None and self._threaded:
+            link = await asyncio.to_thread(self._put_raw, value.as_buffer_like())
+            self._tree.set(key.split("/"), link)
+        else:
+            self._set(key, value, doc)
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        """``set`` without an event loop (zarr's ``SupportsSetSync``)."""
+        self._set(key, value, self._inline(key, value))
+
+    def _set(self, key: str, value: Buffer, doc: Any) -> None:
+        # a chunk is hashed and written without copying it
+        stored = doc if doc is not None else self._put_raw(value.as_buffer_like())
+        self._tree.set(key.split("/"), stored)
+
+    def _inline(self, key: str, value: Buffer) -> Any:
+        """The document to keep inline when ``value`` is one, else ``None`` (checking first
+        that the store may be written)."""
         self._check_writable()
         if not isinstance(value, Buffer):
             raise TypeError(f"IPLDStore.set needs a zarr Buffer, not {type(value).__name__}")
-        parts = key.split("/")
-        if parts[-1] in META_KEYS and (doc := inline_doc(value.to_bytes())) is not None:
-            self._tree.set(parts, doc)
-            return
-        view = value.as_buffer_like()  # hash and write without copying the chunk
-        if self._threaded:
-            link = await asyncio.to_thread(self._put_raw, view)
-        else:
-            link = self._put_raw(view)
-        self._tree.set(parts, link)
+        if key.rpartition("/")[2] not in META_KEYS:
+            return None
+        return inline_doc(value.to_bytes())
 
     def _put_raw(self, data: bytes | memoryview) -> Link:
         link = Link.of(data, RAW)
@@ -207,6 +248,10 @@ class IPLDStore(Store):
         return link
 
     async def delete(self, key: str) -> None:
+        self.delete_sync(key)
+
+    def delete_sync(self, key: str) -> None:
+        """``delete`` without an event loop (zarr's ``SupportsDeleteSync``)."""
         self._check_writable()
         self._tree.delete(key.split("/"))
 
@@ -239,6 +284,14 @@ class IPLDStore(Store):
             yield name
 
 
+def _check_range(byte_range: object) -> None:
+    """A ``ValueError`` for a byte range zarr does not define, in zarr's own words."""
+    if byte_range is not None and not isinstance(
+        byte_range, RangeByteRequest | OffsetByteRequest | SuffixByteRequest
+    ):
+        raise ValueError(f"Unexpected byte_range, got {byte_range!r}.")
+
+
 def _cut(data: bytes, byte_range: ByteRequest | None) -> bytes:
     if byte_range is None:
         return data
@@ -248,7 +301,7 @@ def _cut(data: bytes, byte_range: ByteRequest | None) -> bytes:
         return data[byte_range.offset :]
     if isinstance(byte_range, SuffixByteRequest):
         return data[max(0, len(data) - byte_range.suffix) :]
-    raise ValueError(f"unexpected byte range {byte_range!r}")
+    raise ValueError(f"Unexpected byte_range, got {byte_range!r}.")
 
 
 def open_store(root: RootLike, backend: Backend | None = None) -> IPLDStore:

@@ -186,6 +186,13 @@ class Tree:
                 for rest in self.keys([*parts, name]):
                     yield f"{name}/{rest}"
 
+    def same_content(self, other: Tree) -> bool:
+        """Whether ``other`` shows the same hierarchy: the same root CID when both are
+        frozen, else the same keys and values (loading the hierarchy blocks to compare)."""
+        if self.root is not None and other.root is not None:
+            return self.root == other.root
+        return self.materialize() == other.materialize()
+
     # -- writing -----------------------------------------------------------------
 
     def materialize(self) -> dict:
