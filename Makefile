@@ -30,12 +30,22 @@ $(MATHJAX):
 	cd .mathjax/node_modules/mathjax && cp LICENSE es5/tex-chtml.js ../../static/mathjax/ && \
 		cp -r es5/input es5/output es5/ui es5/a11y es5/adaptors ../../static/mathjax/
 
-install: $(STAMP) $(MATHJAX)
+# JupyterLab from the venv opens the chapters (MyST markdown) as notebooks: jupytext >= 1.16
+# leaves .md files to the text editor unless the notebook viewer is made their default.
+# The setting goes into the venv's own Jupyter config (etc/jupyter/labconfig), so it holds
+# for `.venv/bin/jupyter lab` and touches nothing in the home folder.
+LABCONFIG := $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json
+
+$(LABCONFIG): $(STAMP)
+	$(BIN)/jupytext-config --settings-file $(LABCONFIG) set-default-viewer markdown myst
+
+# What a reader needs to run the chapters: Python packages and the JupyterLab setting (no npm).
+install: $(STAMP) $(LABCONFIG)
 
 # A clean, strict build: every chapter executed, any error or warning fails it.  The stamp
 # (dated when the build started) tells the book tests that _build holds a successful build;
 # they rebuild when a chapter, the config, the package or the catalogs are newer.
-book: install
+book: install $(MATHJAX)
 	rm -rf _build
 	@mkdir _build && touch _build/.book-started
 	$(OFFLINE) $(BIN)/jupyter-book build . -W -n --keep-going
