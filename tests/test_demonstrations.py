@@ -45,8 +45,11 @@ def _has_assert(source: str) -> bool:
 
 def demonstration_problems(md: Path) -> list[str]:
     """What breaks the demonstration convention in one chapter (empty: nothing)."""
-    cells = jupytext.read(md).cells
-    code = [c for c in cells if c.cell_type == "code"]
+    notebook = jupytext.read(md)
+    cells = notebook.cells
+    # a page without a kernel (the intro) is not executed: its code blocks are examples
+    executed = "kernelspec" in notebook.metadata
+    code = [c for c in cells if c.cell_type == "code" and executed]
     problems = []
     for i, cell in enumerate(code):
         tags = _tags(cell)
