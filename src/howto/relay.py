@@ -110,11 +110,15 @@ async def _serve(host: str, port: int, latency: float, bandwidth: float) -> None
         except OSError:
             client_w.close()
             return
-        await asyncio.gather(
-            _pipe(client_r, server_w, counts.up), _pipe(server_r, client_w, counts.down)
-        )
-        for writer in (client_w, server_w):
-            writer.close()
+        try:
+            await asyncio.gather(
+                _pipe(client_r, server_w, counts.up), _pipe(server_r, client_w, counts.down)
+            )
+        except asyncio.CancelledError:
+            pass  # the relay stops: connections still open end with it, quietly
+        finally:
+            for writer in (client_w, server_w):
+                writer.close()
 
     server = await asyncio.start_server(connected, "127.0.0.1", 0)
     print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)

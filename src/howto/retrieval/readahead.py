@@ -7,14 +7,16 @@ a block fetched ahead is hashed against its CID on arrival (by the ``fetch`` it 
 so a gateway gains nothing by lying about it, and the block is used only if the reader
 asks for it.
 
-``ReadAhead`` decides what to fetch.  The first remote read in a directory fetches the
-chunks that follow it in the order readers ask for them (chunk keys sorted by their
-numbers: ``0.9`` before ``0.10``) up to ``first_bytes``; each read that finds its chunk
-fetched ahead doubles the window, up to ``most_bytes``; a read elsewhere in the directory
-starts again from ``first_bytes``.  A reader that wants one chunk pays at most
-``first_bytes`` for the others.  Blocks fetched ahead and not yet used, with those still
-on their way, never exceed ``most_bytes`` for one ``ReadAhead`` (one per file system):
-the oldest unused ones are let go first.
+``ReadAhead`` decides what to fetch.  The siblings are put in the order of their chunk
+keys' numbers (``0.9`` before ``0.10``).  The first remote read in a directory fetches
+the chunks next to it, up to ``first_bytes``: first those on the side the reader is
+moving to (zarr walks its chunks forwards, dask's scheduler often backwards), then the
+other side.  Each read next to what was fetched ahead doubles the window, up to
+``most_bytes``; a read elsewhere in the directory starts again from ``first_bytes``.
+A reader that wants one chunk pays at most ``first_bytes`` for the others.  Blocks
+fetched ahead and not yet used, with those still on their way, never exceed
+``most_bytes`` for one ``ReadAhead`` (one per file system): the oldest unused ones are let
+go first.
 """
 
 from __future__ import annotations
@@ -68,8 +70,11 @@ def chunk_order(name: str) -> tuple:
 class _Directory:
     order: list[Sibling]
     index: dict[str, int]
-    window: int
-    reached: int = -1  # the last position fetched ahead
+    window: int = 0
+    lo: int = 0  # the positions from lo to hi were read or fetched ahead
+    hi: int = -1
+    last: int = -1  # the position read last
+    read: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -116,18 +121,31 @@ class ReadAhead:
         position = state.index.get(name)
         if position is None:
             return []
-        if position <= state.reached and state.window:  # it was fetched ahead: keep going
-            state.window = min(state.window * 2, self.most_bytes)
-        else:
-            state.window, state.reached = self.first_bytes, position
-        wanted, budget = [], state.window - self._held
-        for sibling in state.order[state.reached + 1 :]:
-            if sibling.size > budget or sibling.size > self.most_bytes - self._held:
-                break
-            budget -= sibling.size
-            state.reached += 1
-            if sibling.cid not in self._ahead:
-                wanted.append(sibling)
+        state.read.add(position)
+        if state.window and state.lo - 1 <= position <= state.hi + 1:
+            state.window = min(state.window * 2, self.most_bytes)  # it goes on: ask more
+        else:  # the first read here, or a jump: start again around it
+            state.window, state.lo, state.hi = self.first_bytes, position, position
+        downward = position < state.last
+        state.last = position
+        budget = state.window - self._held
+        wanted: list[Sibling] = []
+        for down in (downward, not downward):  # the way the reader goes first
+            while True:
+                step = state.lo - 1 if down else state.hi + 1
+                if not 0 <= step < len(state.order):
+                    break
+                sibling = state.order[step]
+                needed = step not in state.read and sibling.cid not in self._ahead
+                if needed and sibling.size > min(budget, self.most_bytes - self._held):
+                    return wanted
+                if down:
+                    state.lo = step
+                else:
+                    state.hi = step
+                if needed:
+                    budget -= sibling.size
+                    wanted.append(sibling)
         return wanted
 
     def start(self, siblings: Sequence[Sibling], fetch: Callable[[CID], Awaitable[bytes]]) -> None:
