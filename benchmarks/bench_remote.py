@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         expected = make_zarr(local, args.zarr_mb)
         nbytes = expected["v"].nbytes
         chunk_bytes = (local / "v" / "0.0").stat().st_size
+        chunks = sum(not p.name.startswith(".") for p in (local / "v").iterdir())
         options = {"cid_version": 1, "raw_leaves": True, "hidden": True}
         zarr_cid = add(local, repo=Repo(tmp / "served"), **options)
         big = tmp / "big.bin"
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     limit = best["stream"]
     print()
     print(
-        f"zarr, {nbytes / MB:.0f} MB in 400 chunks through the relay "
+        f"zarr, {nbytes / MB:.0f} MB in {chunks} chunks through the relay "
         f"({args.rtt_ms:g} ms, {bandwidth / MB:.0f} MB/s), best of {args.repeat}:"
     )
     for name, label in [
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{best['ipfsspec zarr'] / best['zarr']:.1f}x (zarr)"
     )
     print(
-        f"one chunk of 400 ({chunk_bytes} bytes): the relay carried {one_chunk} bytes "
+        f"one chunk of {chunks} ({chunk_bytes} bytes): the relay carried {one_chunk} bytes "
         f"({(one_chunk - chunk_bytes) / MIB:.2f} MiB more)"
     )
     file_speed = size / min(file_times["file"])

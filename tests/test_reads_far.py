@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -315,3 +317,27 @@ def test_retry_after_reads_seconds_and_dates() -> None:
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
     assert retry_after("soon") is None and retry_after(None) is None
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
+
+
+def test_the_remote_benchmark_runs_and_reports_every_figure() -> None:
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_remote.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--zarr-mb", "2", "--file-mb", "4", "--repeat", "1"]
+        + ["--rtt-ms", "10", "--no-goal"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for figure in (
+        "relay: 10 ms round trip, 100 MB/s",
+        "one stream, a CAR of it all (L)",
+        "xr.open_zarr(ipfs://).load(), howto",
+        "zarr.open_group(ipfs://)[v][:], ipfsspec",
+        "faster than ipfsspec",
+        "one chunk of 20",
+        "of the cap",
+        "the relay carried",
+    ):
+        assert figure in result.stdout
+    assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr
