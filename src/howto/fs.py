@@ -111,6 +111,7 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
             most_bytes=default_read_ahead() if read_ahead is None else int(read_ahead * (1 << 20))
         )
         weakref.finalize(self, _close_sessions, self._sessions)
+        weakref.finalize(self, self.read_ahead.let_go_soon)
 
     def reader(self) -> DagReader:
         """The reader for the current repository and gateways (both may change in a process)."""

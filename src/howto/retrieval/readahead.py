@@ -98,6 +98,7 @@ class ReadAhead:
         self._directories: OrderedDict[bytes, _Directory] = OrderedDict()
         self._ahead: OrderedDict[bytes, tuple[asyncio.Task, int]] = OrderedDict()
         self._held = 0  # bytes of blocks fetched ahead (done or on the way), not yet used
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the fetches run
 
     @property
     def enabled(self) -> bool:
@@ -151,6 +152,7 @@ class ReadAhead:
     def start(self, siblings: Sequence[Sibling], fetch: Callable[[CID], Awaitable[bytes]]) -> None:
         """Fetch ``siblings`` in the background (on the running event loop)."""
         for sibling in siblings:
+            self._loop = asyncio.get_running_loop()
             task = asyncio.ensure_future(fetch(CID.decode(sibling.cid)))
             task.add_done_callback(self._settled)
             self._ahead[sibling.cid] = (task, sibling.size)
@@ -175,13 +177,25 @@ class ReadAhead:
         self.stats.used += 1
         return entry[0]
 
-    def trim(self) -> None:
-        """Let the oldest unused blocks go while more than ``most_bytes`` are held."""
-        while self._held > self.most_bytes and self._ahead:
+    def trim(self, most: int | None = None) -> None:
+        """Let the oldest unused blocks go while more than ``most`` (default
+        ``most_bytes``) are held; those still on their way are called off."""
+        most = self.most_bytes if most is None else most
+        while self._held > most and self._ahead:
             _, (task, size) = self._ahead.popitem(last=False)
             task.cancel()
             self._held -= size
             self.stats.dropped += 1
+
+    def let_go_soon(self) -> None:
+        """From any thread: call off what is on its way and let go what is held (the file
+        system is going away; its fetches would otherwise outlive it)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and self._ahead:
+            try:
+                loop.call_soon_threadsafe(self.trim, 0)
+            except RuntimeError:  # the loop closed meanwhile: nothing runs on it any more
+                pass
 
     @property
     def held_bytes(self) -> int:
