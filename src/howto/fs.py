@@ -38,7 +38,7 @@ from .retrieval.discovery import configured_gateways
 from .retrieval.readahead import ReadAhead, Sibling, default_read_ahead
 from .retrieval.reader import DagReader
 from .retrieval.sources import default_chain
-from .retrieval.trustless import default_connections, default_timeout
+from .retrieval.trustless import GatewayBlocks, default_connections, default_timeout
 from .unixfs.resolver import BlockCache
 
 if TYPE_CHECKING:
@@ -302,6 +302,10 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
             wanted = self.read_ahead.plan(cids[-2], entry, lambda: _siblings(reader, cids[-2]))
             self.read_ahead.start(wanted, fetch)
             self.read_ahead.trim()
+            gateways = [s for s in reader.chain.remote if isinstance(s, GatewayBlocks)]
+            if gateways and self.read_ahead.should_stream(cids[-2]):
+                session = self._sessions[id(asyncio.get_running_loop())]
+                self.read_ahead.stream(cids[-2], gateways[0].acar_blocks(cids[-2], session))
 
     cat_file = sync_wrapper(_cat_file)
 

@@ -25,13 +25,16 @@ import asyncio
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from multiformats import CID
 
+from ..errors import HowtoError
+
 __all__ = [
     "FIRST_BYTES",
+    "UnavailableAhead",
     "MOST_BYTES",
     "ReadAhead",
     "Sibling",
@@ -43,6 +46,10 @@ __all__ = [
 FIRST_BYTES = 1 << 20
 #: The most fetched ahead (held and on the way) per file system.
 MOST_BYTES = 32 << 20
+#: A directory's CAR is asked for once the window has grown to this many first windows.
+STREAM_AFTER = 4
+#: A directory's CAR that finds no room for this long (its reader went elsewhere) stops.
+STALL_SECONDS = 30.0
 
 
 def default_read_ahead() -> int:
@@ -75,11 +82,25 @@ class _Directory:
     hi: int = -1
     last: int = -1  # the position read last
     read: set[int] = field(default_factory=set)
+    streaming: bool = False  # a CAR of the whole directory is on its way
+    downward: bool = False  # the reader's last step went back
+
+
+@dataclass
+class _Stream:
+    """A directory's CAR on its way: the readers waiting for one of its files."""
+
+    waiting: dict[bytes, asyncio.Future] = field(default_factory=dict)
+
+
+class UnavailableAhead(HowtoError):
+    """A file expected in a directory's CAR did not come (the reader asks for it alone)."""
 
 
 @dataclass
 class _Stats:
-    fetched: int = 0  # blocks fetched ahead
+    fetched: int = 0  # blocks fetched ahead one by one
+    streamed: int = 0  # blocks kept from directory CARs
     used: int = 0  # of which a reader then asked for
     dropped: int = 0  # let go unused, to stay within the bound
     failed: int = 0  # whose fetch failed (the reader then asks the usual way)
@@ -96,8 +117,12 @@ class ReadAhead:
 
     def __post_init__(self) -> None:
         self._directories: OrderedDict[bytes, _Directory] = OrderedDict()
-        self._ahead: OrderedDict[bytes, tuple[asyncio.Task, int]] = OrderedDict()
-        self._held = 0  # bytes of blocks fetched ahead (done or on the way), not yet used
+        #: binary CID -> (its fetch, its size, whether it came in a directory's CAR)
+        self._ahead: OrderedDict[bytes, tuple[asyncio.Future, int, bool]] = OrderedDict()
+        self._held = 0  # bytes fetched ahead one by one (done or on the way), not yet used
+        self._streamed = 0  # bytes received in directory CARs, not yet used
+        self._room = asyncio.Event()  # set when a block received in a CAR is used
+        self._coming: dict[bytes, _Stream] = {}  # files a directory's CAR has still to bring
         self._loop: asyncio.AbstractEventLoop | None = None  # where the fetches run
 
     @property
@@ -127,18 +152,22 @@ class ReadAhead:
             state.window = min(state.window * 2, self.most_bytes)  # it goes on: ask more
         else:  # the first read here, or a jump: start again around it
             state.window, state.lo, state.hi = self.first_bytes, position, position
-        downward = position < state.last
+        downward = state.downward = position < state.last
         state.last = position
-        budget = state.window - self._held
+        room = self.most_bytes - self._held - self._streamed
+        budget = min(state.window - self._held, room)
         wanted: list[Sibling] = []
         for down in (downward, not downward):  # the way the reader goes first
+            if state.streaming and not down:
+                continue  # the directory's CAR brings what lies forward
             while True:
                 step = state.lo - 1 if down else state.hi + 1
                 if not 0 <= step < len(state.order):
                     break
                 sibling = state.order[step]
                 needed = step not in state.read and sibling.cid not in self._ahead
-                if needed and sibling.size > min(budget, self.most_bytes - self._held):
+                needed = needed and sibling.cid not in self._coming
+                if needed and sibling.size > budget:
                     return wanted
                 if down:
                     state.lo = step
@@ -155,7 +184,7 @@ class ReadAhead:
             self._loop = asyncio.get_running_loop()
             task = asyncio.ensure_future(fetch(CID.decode(sibling.cid)))
             task.add_done_callback(self._settled)
-            self._ahead[sibling.cid] = (task, sibling.size)
+            self._ahead[sibling.cid] = (task, sibling.size, False)
             self._held += sibling.size
             self.stats.fetched += 1
             self.stats.bytes += sibling.size
@@ -163,28 +192,116 @@ class ReadAhead:
     def _settled(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.stats.failed += 1
-            for key, (held, size) in list(self._ahead.items()):
+            for key, (held, size, _) in list(self._ahead.items()):
                 if held is task:
                     del self._ahead[key]
                     self._held -= size
 
-    def take(self, cid: CID) -> asyncio.Task | None:
-        """The fetch of ``cid`` started ahead, if any (it is handed over: taken once)."""
-        entry = self._ahead.pop(bytes(cid), None)
-        if entry is None:
+    def take(self, cid: CID) -> Awaitable[bytes] | None:
+        """What to await for ``cid`` instead of asking for it: its fetch started ahead, or
+        its arrival in a directory's CAR still on its way; ``None`` if neither (each is
+        handed over once)."""
+        key = bytes(cid)
+        entry = self._ahead.pop(key, None)
+        if entry is not None:
+            self._forget(entry)
+            self.stats.used += 1
+            return entry[0]
+        stream = self._coming.get(key)
+        if stream is None:
             return None
-        self._held -= entry[1]
         self.stats.used += 1
-        return entry[0]
+        self._room.set()  # a reader waits: the CAR must go on
+        return stream.waiting.setdefault(key, asyncio.get_running_loop().create_future())
+
+    def _forget(self, entry: tuple[asyncio.Future, int, bool]) -> None:
+        if entry[2]:
+            self._streamed -= entry[1]
+            self._room.set()
+        else:
+            self._held -= entry[1]
+
+    def should_stream(self, directory: CID) -> bool:
+        """Whether to ask for the whole directory as one CAR now: once per directory, when
+        the reader has kept reading in it (its window has doubled twice) going forwards, the
+        order in which a CAR brings the files."""
+        state = self._directories.get(bytes(directory))
+        if state is None or state.streaming or state.downward:
+            return False
+        if state.window < STREAM_AFTER * self.first_bytes:
+            return False
+        state.streaming = True  # decided once, either way
+        unread = sum(
+            sibling.size
+            for position, sibling in enumerate(state.order)
+            if position not in state.read and sibling.cid not in self._ahead
+        )
+        return unread > state.window  # else what is left comes one by one as well
+
+    def stream(self, directory: CID, blocks: AsyncIterator[tuple[bytes, bytes]]) -> None:
+        """Use the directory's files as they arrive in ``blocks`` (binary CID and bytes,
+        each verified by the iterator).  A file a reader waits for goes to it; the others
+        are kept for their reads, at most half of ``most_bytes`` at a time: beyond that the
+        CAR waits (and stops after ``STALL_SECONDS``), or, while a reader waits for a file
+        further on, goes on and lets them go (they are fetched one by one if read)."""
+        state = self._directories[bytes(directory)]
+        self._loop = asyncio.get_running_loop()
+        stream = _Stream()
+        for position, sibling in enumerate(state.order):
+            if position not in state.read and sibling.cid not in self._ahead:
+                self._coming[sibling.cid] = stream
+        task = asyncio.ensure_future(self._receive(state, stream, blocks))
+        task.add_done_callback(lambda done: self._stream_ended(stream, done))
+
+    async def _receive(
+        self, state: _Directory, stream: _Stream, blocks: AsyncIterator[tuple[bytes, bytes]]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async for cid, data in blocks:
+                if self._coming.get(cid) is not stream:
+                    continue  # not a file of this directory, or read meanwhile
+                del self._coming[cid]
+                waiting = stream.waiting.pop(cid, None)
+                if waiting is not None:
+                    if not waiting.done():
+                        waiting.set_result(data)
+                    continue
+                while self._streamed + len(data) > self.most_bytes // 2 and not stream.waiting:
+                    self._room.clear()
+                    await asyncio.wait_for(self._room.wait(), STALL_SECONDS)
+                if self._streamed + len(data) > self.most_bytes // 2:
+                    self.stats.dropped += 1  # no room, and a reader waits further on
+                    continue
+                done = loop.create_future()
+                done.set_result(data)
+                self._ahead[cid] = (done, len(data), True)
+                self._streamed += len(data)
+                self.stats.streamed += 1
+                self.stats.bytes += len(data)
+        finally:
+            await blocks.aclose()
+
+    def _stream_ended(self, stream: _Stream, task: asyncio.Task) -> None:
+        """Whatever the CAR did not bring is asked for one by one, as without it."""
+        failed = task.cancelled() or task.exception() is not None
+        if failed:
+            self.stats.failed += 1
+        for key in [k for k, s in self._coming.items() if s is stream]:
+            del self._coming[key]
+        for waiting in stream.waiting.values():
+            if not waiting.done():
+                waiting.set_exception(UnavailableAhead("the directory's CAR did not bring it"))
+        stream.waiting.clear()
 
     def trim(self, most: int | None = None) -> None:
         """Let the oldest unused blocks go while more than ``most`` (default
         ``most_bytes``) are held; those still on their way are called off."""
         most = self.most_bytes if most is None else most
-        while self._held > most and self._ahead:
-            _, (task, size) = self._ahead.popitem(last=False)
-            task.cancel()
-            self._held -= size
+        while self._held + self._streamed > most and self._ahead:
+            _, entry = self._ahead.popitem(last=False)
+            entry[0].cancel()
+            self._forget(entry)
             self.stats.dropped += 1
 
     def let_go_soon(self) -> None:
@@ -200,4 +317,4 @@ class ReadAhead:
     @property
     def held_bytes(self) -> int:
         """Bytes fetched ahead (or on their way) that no reader has asked for yet."""
-        return self._held
+        return self._held + self._streamed

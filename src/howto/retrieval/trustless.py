@@ -24,7 +24,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -33,7 +33,7 @@ from multiformats import CID
 
 from ..blocks.chain import CidLike
 from ..errors import GatewayError, GatewayTimeout, IntegrityError, NotFoundError
-from ..formats.car import CARError, read_car_raw
+from ..formats.car import CARError, cid_length, read_car_raw
 from ..formats.cids import RAW_CID_PREFIX, cid_text, multihash_of, raw_cid, verify_raw
 from ..unixfs.resolver import BlockCache, Resolver
 
@@ -500,6 +500,49 @@ class GatewayBlocks:
             raise GatewayError(f"cannot reach {self} for {what}: {_line(exc)}") from None
         return self._checked(cid, data, what)
 
+    async def acar_blocks(
+        self, root: CID, session: aiohttp.ClientSession
+    ) -> AsyncIterator[tuple[bytes, bytes]]:
+        """Every block under ``root`` (a CAR with ``dag-scope=all``) as it arrives: binary
+        CID and bytes, each checked against its CID before it is given out.  For reading
+        a whole directory ahead; the caller decides which of the blocks it wants."""
+        what = f"/ipfs/{cid_text(root)} (dag-scope=all)"
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.timeout, sock_read=self.timeout
+        )
+        try:
+            async with session.get(
+                f"{self.url}/ipfs/{cid_text(root)}?format=car&dag-scope=all",
+                headers={"Accept": CAR_TYPE, "Accept-Encoding": "identity"},
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                self._status(response.status, what)
+                content = response.content
+                header = await _avarint(content, what)
+                if header is None or header > MAX_RECORD_BYTES * 100:
+                    raise CARError(f"{self}, {what}: no CAR header, or one too long")
+                await content.readexactly(header)
+                while (length := await _avarint(content, what)) is not None:
+                    if not 0 < length <= MAX_BLOCK_BYTES + 256:
+                        raise CARError(f"{self}, {what}: a section of {length} bytes")
+                    section = await content.readexactly(length)
+                    split = cid_length(section)
+                    cid, data = section[:split], section[split:]
+                    try:
+                        verify_raw(cid, data)
+                    except IntegrityError:
+                        raise IntegrityError(
+                            f"{self} sent a block in {what} that does not match its CID"
+                        ) from None
+                    yield cid, data
+        except asyncio.IncompleteReadError:
+            raise GatewayError(f"{self} broke off {what}") from None
+        except TimeoutError:
+            raise GatewayTimeout(f"{self} stalled on {what}") from None
+        except aiohttp.ClientError as exc:
+            raise GatewayError(f"cannot reach {self} for {what}: {_line(exc)}") from None
+
     def _checked(self, cid: CID, data: bytes, what: str) -> bytes:
         try:
             verify_raw(bytes(cid), data)
@@ -582,6 +625,23 @@ class _Busy(Exception):
     def __init__(self, status: int, seconds: float) -> None:
         self.status = status
         self.seconds = seconds
+
+
+async def _avarint(content: aiohttp.StreamReader, what: str) -> int | None:
+    """An unsigned varint from a stream; ``None`` at a clean end before its first byte."""
+    value = shift = 0
+    while True:
+        byte = await content.read(1)
+        if not byte:
+            if shift:
+                raise CARError(f"{what}: the reply ends inside a varint")
+            return None
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise CARError(f"{what}: a varint longer than 9 bytes")
 
 
 def same_roots(header: str, cids: list[CID]) -> bool:
