@@ -20,6 +20,7 @@ __all__, __getattr__, __dir__ = exports(
             "stage_ipfs_tree",
             "walk_catalog",
         ],
+        "check": ["Report", "Row", "check"],
         "parse": ["CatalogLoader", "load_catalog_text", "structure_marks"],
         "pinned": [
             "MAX_CATALOG_BYTES",

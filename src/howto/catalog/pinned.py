@@ -48,11 +48,11 @@ MAX_FILES = 1024
 MAX_TOTAL_BYTES = 16 << 20
 #: YAML structure marks (``parse.structure_marks``) of one tree: this bounds the parsing
 #: work, as bytes alone do not (EUREC4A has about 22 000).
-MAX_TOTAL_MARKS = 1 << 18
+MAX_TOTAL_MARKS = 1 << 17
 #: Entries in one catalog file.
 MAX_ENTRIES = 4096
 #: Entries in one tree (EUREC4A has about 1600).
-MAX_TOTAL_ENTRIES = 1 << 15
+MAX_TOTAL_ENTRIES = 1 << 14
 
 #: ``read(url, limit)``: a file's verified bytes, refused if larger than ``limit``.
 Reader = Callable[[str, int], bytes]
@@ -290,6 +290,9 @@ class ReferenceEntry(LocalCatalogEntry):
             metadata["howto"] = {"verified": False}
         options.update(fo=refs, remote_protocol=options.get("remote_protocol") or "ipfs")
         options.pop("target_protocol", None)
+        # zarr opens fsspec stores asynchronously; the file systems under the references
+        # must then be asynchronous too
+        options["remote_options"] = {"asynchronous": True}
         entry = LocalCatalogEntry(
             judged.name,
             judged.description,

@@ -21,11 +21,14 @@ entry keys) are ignored.  Nothing here reads a file or opens a connection.
 
 from __future__ import annotations
 
+import base64
+import functools
 import posixpath
 from dataclasses import dataclass, field
 
 from ..errors import CatalogError
-from ..formats.cids import parse_cid
+from ..formats.cids import MAX_CID_TEXT, MAX_PATH_TEXT, check_cid, parse_cid
+from ..formats.dagpb import read_varint
 
 VERIFIED = "verified"
 LOCATION = "location"
@@ -138,14 +141,74 @@ def content_address(url: object, folder: str) -> str:
         raise CatalogError(reason)
     if not url.startswith("ipfs://"):
         raise CatalogError(f"{short(url)} is not content-addressed")
+    head, _, path = url.removeprefix("ipfs://").partition("/")
+    if len(path) > MAX_PATH_TEXT:
+        raise CatalogError(f"the path in {short(url)} is longer than {MAX_PATH_TEXT} characters")
     try:
-        cid, path = parse_cid(url)
+        cid = cid_text(head)
     except ValueError as exc:
-        raise CatalogError(str(exc)) from None
+        raise CatalogError(f"not a CID: {short(url)} ({exc})") from None
+    path = path.rstrip("/")
     segments = path.split("/") if path else []
-    if any(s in (".", "..") for s in segments) or "//" in url.removeprefix("ipfs://"):
+    if any(s in ("", ".", "..") for s in segments):
         raise CatalogError(f"{short(url)} has relative or empty path segments")
     return f"ipfs://{cid}" + (f"/{path}" if path else "")
+
+
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_BASE58_DIGITS = {c: i for i, c in enumerate(_BASE58)}
+_BASE32 = set("abcdefghijklmnopqrstuvwxyz234567")
+
+
+#: Codecs of the blocks a catalog's data can be in: dag-pb, raw, dag-cbor, dag-json.
+_CODECS = {0x70, 0x55, 0x71, 0x0129}
+
+
+def _check_v1(raw: bytes) -> None:
+    """Version 1, a data codec, and a multihash exactly as long as it says."""
+    try:
+        version, pos = read_varint(raw, 0)
+        codec, pos = read_varint(raw, pos)
+        _, pos = read_varint(raw, pos)
+        size, pos = read_varint(raw, pos)
+    except (ValueError, IndexError):
+        raise ValueError("truncated") from None
+    if version != 1 or codec not in _CODECS or len(raw) - pos != size:
+        raise ValueError("not a CIDv1 of a data codec with a whole multihash")
+
+
+@functools.lru_cache(maxsize=4096)
+def cid_text(text: str) -> str:
+    """``text`` when it is a CID whose hash howto accepts, else ``ValueError``.
+
+    The two forms catalogs use, CIDv0 (``Qm…``, base58) and CIDv1 in base32
+    (``bafy…``), are decoded here with the standard library, a hundred times faster
+    than a full parse; other multibases go through ``parse_cid``.  A catalog may name
+    thousands of CIDs, and each is checked before the catalog opens.
+    """
+    if not text or len(text) > MAX_CID_TEXT:
+        raise ValueError("empty or too long")
+    if len(text) == 46 and text.startswith("Qm") and all(c in _BASE58_DIGITS for c in text):
+        number = 0
+        for c in text:
+            number = number * 58 + _BASE58_DIGITS[c]
+        raw = number.to_bytes(35, "big")
+        if raw[:3] != b"\x00\x12\x20":
+            raise ValueError("not a CIDv0")
+        raw = raw[1:]
+    elif text[0] == "b" and len(text) > 1 and set(text[1:]) <= _BASE32:
+        body = text[1:].upper()
+        try:
+            raw = base64.b32decode(body + "=" * (-len(body) % 8))
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        if base64.b32encode(raw).decode().rstrip("=") != body:
+            raise ValueError("base32 with stray bits at its end")
+        _check_v1(raw)
+    else:
+        return str(parse_cid(text)[0])
+    check_cid(raw)
+    return text
 
 
 def protocol(url: str) -> str:
@@ -207,9 +270,19 @@ def judge(name: object, source: object, folder: str) -> Judged:
             return Judged(label, REFUSED, f"sub-catalog: {exc}", driver)
         return Judged(label, VERIFIED, "", driver, {"path": path}, description, {}, path)
     args = {k: v for k, v in args.items() if not (k == "auth" and v is None)}
-    if reason := plain({k: v for k, v in args.items() if k != "urlpath"}):
+    if reason := plain(_without_catalog_dir(args)):
         return Judged(label, REFUSED, reason, driver)
     return _judge_data(label, driver, args, folder, description, metadata)
+
+
+def _without_catalog_dir(args: dict) -> dict:
+    """``args`` less the URLs that may start with ``{{ CATALOG_DIR }}`` (checked later)."""
+    rest = {k: v for k, v in args.items() if k != "urlpath"}
+    options = rest.get("storage_options")
+    if isinstance(options, dict) and isinstance(options.get("fo"), str):
+        if options["fo"].startswith(CATALOG_DIR_FORMS):
+            rest["storage_options"] = {k: v for k, v in options.items() if k != "fo"}
+    return rest
 
 
 def _judge_data(
@@ -338,6 +411,7 @@ __all__ = [
     "VERIFIED",
     "XARRAY_OPTIONS",
     "Judged",
+    "cid_text",
     "content_address",
     "entry_error",
     "judge",
