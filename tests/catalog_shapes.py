@@ -85,16 +85,17 @@ class _Writer:
         self.shape.verdicts[dotted] = verdict
 
 
-def reference_file(zarr: Path, cid: str, outside: str = "") -> str:
-    """kerchunk JSON (version 1) for the zarr v2 folder ``zarr`` pinned as ``cid``: metadata
-    inline, chunks as ``ipfs://`` targets; ``outside`` replaces one target by a location."""
+def reference_file(zarr: Path, base: str, outside: str = "") -> str:
+    """kerchunk JSON (version 1) for the zarr v2 folder ``zarr`` found at ``base`` (such as
+    ``ipfs://<cid>``): metadata inline, chunks as targets under ``base``; ``outside``
+    replaces one target by another URL."""
     refs: dict[str, object] = {}
     for path in sorted(p for p in zarr.rglob("*") if p.is_file()):
         key = path.relative_to(zarr).as_posix()
         if path.name.startswith(".") or path.name.endswith(".json"):
             refs[key] = path.read_text()
         else:
-            refs[key] = [f"ipfs://{cid}/{key}"]
+            refs[key] = [f"{base}/{key}"]
     if outside:
         chunk = next(k for k, v in refs.items() if isinstance(v, list))
         refs[chunk] = [outside]
@@ -114,7 +115,8 @@ def write_tree(
 
     ``real`` and ``nowhere`` map ``"Qm"``/``"bafy"`` to zarr CIDs with and without
     blocks; ``references`` maps a file name to kerchunk JSON text, written under
-    ``Simulations/refs/`` (``"verified.json"`` and ``"mixed.json"`` are expected), and
+    ``Simulations/refs/`` (``"verified.json"``, ``"mixed.json"`` with a location among
+    its targets, ``"local.json"`` with a local file among them are expected), and
     ``references["pinned"]`` is the CID of a reference file added on its own.
     """
     shape = Shape(root)
@@ -177,7 +179,7 @@ def write_tree(
     for n in range(3):
         body += _references(f"bc_{n}", f"{SWIFT}/CTRL_ERA5/bc_{n}.ref")
         w.expect(f"simulations.bc_{n}", "location")
-    for name in ("verified", "mixed"):
+    for name in ("verified", "mixed", "local"):
         (root / "Simulations" / "refs").mkdir(parents=True, exist_ok=True)
         (root / "Simulations" / "refs" / f"{name}.json").write_text(references[f"{name}.json"])
         body += _references(
@@ -188,6 +190,7 @@ def write_tree(
     w.expect("simulations.refs_verified", "verified")
     shape.readable.append("simulations.refs_verified")
     w.expect("simulations.refs_mixed", "location")  # known once its file is read
+    w.expect("simulations.refs_local", "refused")  # likewise
     body += (
         "  poldirad:\n    driver: zarr\n    description: gridded radar data\n    args:\n"
         f"      urlpath: reference::ipfs://{references['pinned']}\n"

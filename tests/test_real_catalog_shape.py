@@ -62,10 +62,12 @@ def eurec4a(tmp_path):
         "bafy": str(howto.add(other, only_hash=True, **PROFILE)),
     }
     pinned_refs = tmp_path / "pinned.json"
-    pinned_refs.write_text(reference_file(data, real["Qm"]))
+    pinned_refs.write_text(reference_file(data, f"ipfs://{real['Qm']}"))
+    in_dag = f"ipfs://{real['bafy']}"
     references = {
-        "verified.json": reference_file(data, real["bafy"]),
-        "mixed.json": reference_file(data, real["bafy"], outside="https://127.0.0.1:9/t/0"),
+        "verified.json": reference_file(data, in_dag),
+        "mixed.json": reference_file(data, in_dag, outside="https://127.0.0.1:9/t/0"),
+        "local.json": reference_file(data, in_dag, outside="file:///etc/hostname"),
         "pinned": str(howto.add(pinned_refs)),
     }
     shape = write_tree(tmp_path / "eurec4a", real, nowhere, references)
@@ -87,9 +89,9 @@ def test_the_eurec4a_shape_opens_with_every_entry_listed_and_judged(eurec4a) -> 
     assert sorted(walked) == sorted(shape.verdicts)
     seen = {name: verdict_when_listed(entry) for name, entry in walked.items()}
     # a kerchunk entry whose reference file is in the DAG is judged when it is opened
-    assert seen.pop("simulations.refs_mixed") == "verified"
-    expected = {k: v for k, v in shape.verdicts.items() if k != "simulations.refs_mixed"}
-    assert seen == expected
+    pending = ("simulations.refs_mixed", "simulations.refs_local")
+    assert [seen.pop(name) for name in pending] == ["verified", "verified"]
+    assert seen == {k: v for k, v in shape.verdicts.items() if k not in pending}
 
     report = check(cid, offline=True)
     assert report.files == shape.files
@@ -116,6 +118,8 @@ def test_verified_entries_read_checked_bytes_and_the_rest_say_why_not(eurec4a) -
     assert str(info.value).startswith(f"ipfs://{cid}/ATR/isotope-analyzer-wv.yaml: entry 'CRDS'")
     with pytest.raises(CatalogError, match=r"kerchunk targets are locations.*verified_only"):
         cat.simulations.refs_mixed.to_dask()
+    with pytest.raises(CatalogError, match=r"kerchunk target 'file:///etc/hostname' is a local"):
+        cat.simulations.refs_local.to_dask()
     with pytest.raises(CatalogError, match=r"templates are not allowed"):
         cat.barbados.lidar_0.read()
     with pytest.raises(CatalogError, match=r"driver 'json' is not allowed"):
@@ -129,7 +133,8 @@ def test_verified_only_false_marks_locations_and_warns_once(eurec4a) -> None:
         cat = howto.get_intake_catalog(use_ipfs=cid, verified_only=False)
     unverified = [w for w in caught if issubclass(w.category, UnverifiedDataWarning)]
     assert len(unverified) == 1
-    assert f"{shape.count('location') - 1} location-addressed entries" in str(unverified[0].message)
+    listed_as_location = shape.count("location") - 1  # refs_mixed: known when opened
+    assert f"{listed_as_location} location-addressed entries" in str(unverified[0].message)
 
     entries = cat.walk(depth=10)
     opendap = entries["P03.inst0.P03-0-005"].describe()
@@ -139,9 +144,11 @@ def test_verified_only_false_marks_locations_and_warns_once(eurec4a) -> None:
     assert opendap["args"]["engine"] == "netcdf4" and opendap["container"] == "xarray"
     assert "howto" not in entries["c3ontext.real_bafy_0"].describe()["metadata"]
     for name, verdict in shape.verdicts.items():
-        if verdict == "refused" and not name.endswith("CRDS"):
+        if verdict == "refused":
             with pytest.raises(CatalogError, match=f"entry '{name.rsplit('.', 1)[1]}'"):
                 cat[name].read()
+    with pytest.warns(UnverifiedDataWarning, match="1 kerchunk targets are read unverified"):
+        cat.simulations.refs_mixed  # noqa: B018 (opening the entry is what warns)
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -169,6 +176,7 @@ def test_a_location_entry_opens_as_intake_would_only_when_asked(tmp_path, http_f
     import xarray as xr
 
     xr.open_zarr(www / "t.zarr").to_netcdf(www / "t.nc")
+    (www / "refs.json").write_text(reference_file(www / "t.zarr", f"{base}/t.zarr"))
     root = tmp_path / "cat"
     root.mkdir()
     (root / "catalog.yml").write_text(
@@ -177,15 +185,23 @@ def test_a_location_entry_opens_as_intake_would_only_when_asked(tmp_path, http_f
         "      consolidated: false\n"
         f"  dap:\n    driver: netcdf\n    args:\n      urlpath: simplecache::{base}/t.nc\n"
         "      auth: null\n      chunks: null\n      engine: h5netcdf\n"
+        "  kerchunk:\n    driver: zarr\n    args:\n      urlpath: reference://\n"
+        f"      storage_options: {{fo: {base}/refs.json}}\n      consolidated: false\n"
+        f"  cached:\n    driver: netcdf\n    args:\n      urlpath: simplecache::{base}/t.nc\n"
+        f"      storage_options: {{simplecache: {{cache_storage: '{tmp_path}/cache'}}}}\n"
     )
     cid = str(howto.add(root, **PROFILE))
-    with pytest.raises(CatalogError, match="verified_only=False"):
-        howto.get_intake_catalog(cid).web.to_dask()
-    with pytest.warns(UnverifiedDataWarning, match="2 location-addressed entries"):
+    for name in ("web", "kerchunk"):
+        with pytest.raises(CatalogError, match="verified_only=False"):
+            howto.get_intake_catalog(cid)[name].to_dask()
+    with pytest.warns(UnverifiedDataWarning, match="3 location-addressed entries"):
         cat = howto.get_intake_catalog(cid, verified_only=False)
-    for name in ("web", "dap"):
+    for name in ("web", "dap", "kerchunk"):
         assert cat[name].read()["t"].values.tolist() == VALUES
         assert cat.walk()[name].describe()["metadata"]["howto"] == {"verified": False}
+    with pytest.raises(CatalogError, match="storage option 'simplecache' is not allowed"):
+        cat.cached.read()
+    assert not (tmp_path / "cache").exists()
 
 
 def _diamond(levels: int, fanout: int) -> dict[str, bytes]:

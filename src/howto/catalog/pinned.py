@@ -244,8 +244,12 @@ class ClosedEntry(CatalogEntry):
 
 
 class ReferenceEntry(LocalCatalogEntry):
-    """A kerchunk entry whose reference file is in the DAG: its targets are checked on
-    opening, and the checked references (not the file again) are handed to fsspec."""
+    """A kerchunk entry: its reference file is read and its targets judged on opening,
+    and the judged references (not the file again) are handed to fsspec.
+
+    A reference file in the DAG is read verified; one at a location (only with
+    ``verified_only=False``) is read as its server sends it, and the entry is unverified.
+    """
 
     def __init__(self, where: str, judged: Judged, read: Reader, verified_only: bool) -> None:
         super().__init__(
@@ -265,14 +269,19 @@ class ReferenceEntry(LocalCatalogEntry):
         judged = self._judged
         options = dict(self._open_args.get("storage_options") or {})
         try:
-            data = self._read(judged.references, MAX_REFERENCE_BYTES)
+            if judged.references.startswith("ipfs://"):
+                data = self._read(judged.references, MAX_REFERENCE_BYTES)
+            else:
+                data = _read_location(judged.references, options.get("target_options") or {})
             refs, outside = reference_targets(data, options.get("remote_protocol"))
         except (CatalogError, OSError) as exc:
             raise CatalogError(
                 f"{self._where}: entry {judged.name!r}: {_one_line(exc, judged.references)}"
             ) from None
         metadata = dict(judged.metadata)
-        if outside:
+        if judged.verdict == LOCATION or outside:
+            metadata["howto"] = {"verified": False}
+        if outside and judged.verdict == VERIFIED:
             located = replace(
                 judged,
                 verdict=LOCATION,
@@ -287,12 +296,14 @@ class ReferenceEntry(LocalCatalogEntry):
                 UnverifiedDataWarning,
                 stacklevel=2,
             )
-            metadata["howto"] = {"verified": False}
-        options.update(fo=refs, remote_protocol=options.get("remote_protocol") or "ipfs")
-        options.pop("target_protocol", None)
+        options["fo"] = refs
+        if judged.references.startswith("ipfs://"):
+            options.setdefault("remote_protocol", "ipfs")
+        for unused in ("target_protocol", "target_options"):
+            options.pop(unused, None)
         # zarr opens fsspec stores asynchronously; the file systems under the references
         # must then be asynchronous too
-        options["remote_options"] = {"asynchronous": True}
+        options["remote_options"] = {**(options.get("remote_options") or {}), "asynchronous": True}
         entry = LocalCatalogEntry(
             judged.name,
             judged.description,
@@ -306,6 +317,17 @@ class ReferenceEntry(LocalCatalogEntry):
         return entry.get(**user_parameters)
 
 
+def _read_location(url: str, options: dict) -> bytes:
+    """A reference file from a server, unverified (the user asked for that), bounded."""
+    import fsspec
+
+    with fsspec.open(url, "rb", **options) as f:
+        data = f.read(MAX_REFERENCE_BYTES + 1)
+    if len(data) > MAX_REFERENCE_BYTES:
+        raise CatalogError(f"{url}: kerchunk references larger than {MAX_REFERENCE_BYTES} bytes")
+    return data
+
+
 def _verdict(judged: Judged) -> dict:
     if judged.verdict == VERIFIED:
         return {"verified": True}
@@ -317,13 +339,13 @@ def _entry(
 ) -> CatalogEntry:
     if judged.verdict == VERIFIED and judged.is_catalog:
         return SubcatalogEntry(judged.name, judged.description, catalogs[judged.args["path"]])
-    if judged.verdict == VERIFIED and judged.references:
-        return ReferenceEntry(where, judged, read, verified_only)
     if judged.verdict == REFUSED or (judged.verdict == LOCATION and verified_only):
         return ClosedEntry(where, judged)
     metadata = dict(judged.metadata)
     if judged.verdict == LOCATION:
         metadata["howto"] = {"verified": False}
+    if judged.references:
+        return ReferenceEntry(where, replace(judged, metadata=metadata), read, verified_only)
     return LocalCatalogEntry(
         judged.name,
         judged.description,

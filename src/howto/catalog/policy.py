@@ -69,6 +69,10 @@ ENGINES = {"h5netcdf", "netcdf4", "pydap", "scipy", "zarr"}
 LOCATIONS = {"http", "https", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"}
 #: Keys of a kerchunk ``storage_options`` that may stay when the references are verified.
 REFERENCE_OPTIONS = {"fo", "remote_protocol", "target_protocol"}
+#: ``storage_options`` a location entry may pass to fsspec: which server, anonymous or
+#: not.  Not credentials files, tokens or caches (a cache can write to any folder).
+STORAGE_OPTIONS = {"anon", "requester_pays", "client_kwargs", "endpoint_url", "use_ssl"}
+CLIENT_OPTIONS = {"endpoint_url", "region_name"}
 
 
 @dataclass(frozen=True)
@@ -312,13 +316,36 @@ def _judge_data(
     if reason := _location(target):
         return Judged(name, REFUSED, reason, **found)
     allowed = {"urlpath", "xarray_kwargs", "storage_options", *XARRAY_OPTIONS}
-    if reason := _check_xarray_args(args, allowed):
+    if reason := _check_xarray_args(args, allowed) or storage_reason(args.get("storage_options")):
         return Judged(name, REFUSED, reason, **found)
     return Judged(name, LOCATION, f"{protocol(target)} location", args=args, url=url, **found)
 
 
+def storage_reason(options: object, nested: bool = False) -> str:
+    """Why fsspec ``options`` would do more than pick a server ('' when they do not)."""
+    if options is None:
+        return ""
+    if not isinstance(options, dict):
+        return "'storage_options' must be a mapping"
+    for key, value in options.items():
+        if key in LOCATIONS and not nested:
+            reason = storage_reason(value, nested=True)
+        elif key == "client_kwargs":
+            extra = sorted(set(value) - CLIENT_OPTIONS) if isinstance(value, dict) else [key]
+            reason = f"client option {extra[0]!r} is not allowed" if extra else ""
+        else:
+            reason = "" if key in STORAGE_OPTIONS else f"storage option {key!r} is not allowed"
+        if reason:
+            return reason
+    return ""
+
+
 def _judge_references(name: str, args: dict, folder: str, found: dict) -> Judged:
-    """A kerchunk entry: ``reference://`` with ``storage_options.fo``, or ``reference::URL``."""
+    """A kerchunk entry: ``reference://`` with ``storage_options.fo``, or ``reference::URL``.
+
+    Its targets are only known once the reference file is read, which happens when the
+    entry is opened (``reference_targets``); here the file and the protocols are judged.
+    """
     url = args["urlpath"]
     options = args.get("storage_options") or {}
     if not isinstance(options, dict):
@@ -329,19 +356,25 @@ def _judge_references(name: str, args: dict, folder: str, found: dict) -> Judged
     allowed = {"urlpath", "xarray_kwargs", "storage_options", *XARRAY_OPTIONS}
     if reason := _check_xarray_args(args, allowed):
         return Judged(name, REFUSED, reason, **found)
+    protocols = {options.get("remote_protocol"), options.get("target_protocol")} - {None}
+    for used in sorted(map(str, protocols - {"ipfs"} - LOCATIONS)):
+        return Judged(name, REFUSED, f"kerchunk protocol {used!r} is not allowed", **found)
+    for key, value in options.items():
+        if key in ("remote_options", "target_options"):
+            reason = storage_reason(value)
+        else:
+            reason = "" if key in REFERENCE_OPTIONS else f"storage option {key!r} is not allowed"
+        if reason:
+            return Judged(name, REFUSED, reason, **found)
+    located = dict(args=args, url=fo, references=fo, **found)
     try:
         references = content_address(fo, folder)
     except CatalogError:
         if reason := _location(fo):
             return Judged(name, REFUSED, f"references {reason}", **found)
-        return Judged(
-            name, LOCATION, f"references at a {protocol(fo)} location", args=args, url=fo, **found
-        )
-    protocols = {options.get("remote_protocol"), options.get("target_protocol")} - {None}
-    extra = sorted(set(options) - REFERENCE_OPTIONS)
-    if protocols - {"ipfs"} or extra:
-        why = f"option {extra[0]!r}" if extra else f"protocol {sorted(protocols - {'ipfs'})[0]!r}"
-        return Judged(name, LOCATION, f"references with {why}", args=args, url=fo, **found)
+        return Judged(name, LOCATION, f"references at a {protocol(fo)} location", **located)
+    if protocols - {"ipfs"} or set(options) - REFERENCE_OPTIONS:
+        return Judged(name, LOCATION, "references read through a location", **located)
     return Judged(name, VERIFIED, "", args=args, url=references, references=references, **found)
 
 
@@ -361,11 +394,13 @@ MAX_REFERENCE_BYTES = 64 << 20
 
 
 def reference_targets(data: bytes, remote_protocol: str | None) -> tuple[dict, list[str]]:
-    """A kerchunk JSON reference file's content and its targets that are not ``ipfs://``.
+    """A kerchunk JSON reference file's content and its targets that are locations.
 
     Targets are the URLs in ``[url, offset, size]`` references, after kerchunk's simple
     ``{{name}}`` templates are filled in; a path with no protocol is read with
-    ``remote_protocol``.  ``gen`` (URLs made by Jinja) is refused: it would run templates.
+    ``remote_protocol``.  A target that is neither ``ipfs://`` nor a location (a local
+    file, another protocol) raises ``CatalogError``, and so does ``gen`` (URLs made by
+    Jinja, which would run templates).
     """
     import json
 
@@ -390,11 +425,13 @@ def reference_targets(data: bytes, remote_protocol: str | None) -> tuple[dict, l
         url = value[0]
         for key, text in templates.items():
             url = url.replace("{{" + str(key) + "}}", str(text))
-        if not protocol(url) and remote_protocol == "ipfs":
-            url = "ipfs://" + url.lstrip("/")
+        if not protocol(url) and remote_protocol:
+            url = f"{remote_protocol}://{url.lstrip('/')}"
         try:
             content_address(url, "ipfs://")
         except CatalogError:
+            if reason := _location(url):
+                raise CatalogError(f"kerchunk target {reason}") from None
             outside.append(url)
     return doc, outside
 
@@ -407,6 +444,7 @@ __all__ = [
     "LOCATIONS",
     "MAX_REFERENCE_BYTES",
     "REFUSED",
+    "STORAGE_OPTIONS",
     "SUBCATALOG",
     "VERIFIED",
     "XARRAY_OPTIONS",
@@ -419,4 +457,5 @@ __all__ = [
     "protocol",
     "reference_targets",
     "short",
+    "storage_reason",
 ]
