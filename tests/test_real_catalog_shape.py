@@ -217,7 +217,7 @@ def _diamond(levels: int, fanout: int) -> dict[str, bytes]:
     return files
 
 
-def test_a_diamond_of_sub_catalogs_is_read_and_parsed_once_per_file() -> None:
+def test_a_diamond_of_sub_catalogs_is_read_and_parsed_once_per_file(tmp_path) -> None:
     files = _diamond(3, 100)  # 4 files, each naming the next one 100 times
     reads: list[str] = []
     root = "ipfs://bafkqaaa"
@@ -229,6 +229,14 @@ def test_a_diamond_of_sub_catalogs_is_read_and_parsed_once_per_file() -> None:
     tree = load_tree(f"{root}/f0.yml", read)
     assert sorted(reads) == [f"{root}/f{n}.yml" for n in range(4)]
     assert len(list(tree.entries())) == 301
+
+    # pinned and opened by CID: one catalog object per file, shared by the 100 entries
+    (tmp_path / "d").mkdir()
+    for name, data in {**files, "catalog.yml": files["f0.yml"]}.items():
+        (tmp_path / "d" / name).write_bytes(data)
+    cat = howto.get_intake_catalog(str(howto.add(tmp_path / "d", **PROFILE)))
+    assert len(cat) == 100 and cat.to_0.to_7 is cat.to_99.to_42
+    assert list(cat.to_3.to_4.to_5) == ["end"]
 
 
 def test_a_tree_at_every_limit_loads_and_one_more_file_is_refused_alone() -> None:
