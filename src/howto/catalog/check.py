@@ -71,9 +71,9 @@ class Report:
     def table(self) -> str:
         """A table with one line per entry, then the totals."""
         width = max([len(r.file) + len(r.entry) + 1 for r in self.rows] + [5])
-        lines = [f"{'verdict':<9} {'entry':<{width}} reason or URL"]
+        lines = [f"{'verdict':<9} {'entry':<{width}} URL, or why not verified"]
         for r in self.rows:
-            detail = r.reason if r.verdict != VERIFIED else r.url
+            detail = {VERIFIED: r.url, LOCATION: f"{r.url} ({r.reason})"}.get(r.verdict, r.reason)
             lines.append(f"{r.verdict:<9} {r.file + ':' + r.entry:<{width}} {detail}")
         lines.append(self.summary())
         return "\n".join(lines)

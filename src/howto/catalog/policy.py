@@ -318,7 +318,8 @@ def _judge_data(
     allowed = {"urlpath", "xarray_kwargs", "storage_options", *XARRAY_OPTIONS}
     if reason := _check_xarray_args(args, allowed) or storage_reason(args.get("storage_options")):
         return Judged(name, REFUSED, reason, **found)
-    return Judged(name, LOCATION, f"{protocol(target)} location", args=args, url=url, **found)
+    kind = "opendap server" if driver == "opendap" else f"{protocol(target)} location"
+    return Judged(name, LOCATION, kind, args=args, url=url, **found)
 
 
 def storage_reason(options: object, nested: bool = False) -> str:
