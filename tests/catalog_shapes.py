@@ -117,7 +117,8 @@ def write_tree(
     blocks; ``references`` maps a file name to kerchunk JSON text, written under
     ``Simulations/refs/`` (``"verified.json"``, ``"mixed.json"`` with a location among
     its targets, ``"local.json"`` with a local file among them are expected), and
-    ``references["pinned"]`` is the CID of a reference file added on its own.
+    ``references["pinned"]`` is the CID of a reference file added on its own,
+    ``references["nowhere"]`` that of one whose blocks are nowhere.
     """
     shape = Shape(root)
     w = _Writer(shape)
@@ -198,6 +199,11 @@ def write_tree(
     )
     w.expect("simulations.poldirad", "verified")
     shape.readable.append("simulations.poldirad")
+    body += (
+        "  poldirad_gone:\n    driver: zarr\n    args:\n"
+        f"      urlpath: reference::ipfs://{references['nowhere']}\n      consolidated: false\n\n"
+    )
+    w.expect("simulations.poldirad_gone", "verified")
     for n in range(2):
         body += (
             f"  params_{n}:\n    args:\n      urlpath: {SWIFT}/params_{n}.json.zip\n"

@@ -63,12 +63,15 @@ def eurec4a(tmp_path):
     }
     pinned_refs = tmp_path / "pinned.json"
     pinned_refs.write_text(reference_file(data, f"ipfs://{real['Qm']}"))
+    gone_refs = tmp_path / "gone.json"
+    gone_refs.write_text(reference_file(other, f"ipfs://{nowhere['Qm']}"))
     in_dag = f"ipfs://{real['bafy']}"
     references = {
         "verified.json": reference_file(data, in_dag),
         "mixed.json": reference_file(data, in_dag, outside="https://127.0.0.1:9/t/0"),
         "local.json": reference_file(data, in_dag, outside="file:///etc/hostname"),
         "pinned": str(howto.add(pinned_refs)),
+        "nowhere": str(howto.add(gone_refs, only_hash=True)),
     }
     shape = write_tree(tmp_path / "eurec4a", real, nowhere, references)
     return str(howto.add(shape.root, **PROFILE)), shape
@@ -106,6 +109,8 @@ def test_verified_entries_read_checked_bytes_and_the_rest_say_why_not(eurec4a) -
     for name in shape.missing:
         with pytest.raises(Exception, match=r"bafy|Qm|not available|No group"):
             cat[name].to_dask()
+    with pytest.raises(CatalogError, match=r"entry 'poldirad_gone': .* not available"):
+        cat.simulations.poldirad_gone.to_dask()
 
     with pytest.raises(CatalogError) as info:
         cat["P07.inst1.P07-1-011"].to_dask()
@@ -318,8 +323,11 @@ def test_catalog_check_prints_a_table_or_json_and_fails_on_refusals(eurec4a, cap
     assert main(["catalog", "check", "--offline", cid, "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["totals"] == {v: shape.count(v) for v in ("verified", "location", "refused")}
-    mixed = [e for e in report["entries"] if e["entry"] == "refs_mixed"]
-    assert mixed[0]["verdict"] == "location" and "https://127.0.0.1:9/t/0" in mixed[0]["reason"]
+    entries = {e["entry"]: e for e in report["entries"]}
+    assert entries["refs_mixed"]["verdict"] == "location"
+    assert "https://127.0.0.1:9/t/0" in entries["refs_mixed"]["reason"]
+    assert entries["poldirad_gone"]["verdict"] == "verified"
+    assert entries["poldirad_gone"]["reason"].startswith("references not available: ")
 
     assert main(["--offline", "catalog", "check", str(shape.root)]) == 1
     assert "refused" in capsys.readouterr().out

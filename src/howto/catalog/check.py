@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..errors import CatalogError
+from ..errors import CatalogError, HowtoError
 from ..formats.cids import parse_cid, v1_str
 from ..retrieval.reader import DagReader
 from ..retrieval.sources import default_chain
@@ -73,7 +73,8 @@ class Report:
         width = max([len(r.file) + len(r.entry) + 1 for r in self.rows] + [5])
         lines = [f"{'verdict':<9} {'entry':<{width}} URL, or why not verified"]
         for r in self.rows:
-            detail = {VERIFIED: r.url, LOCATION: f"{r.url} ({r.reason})"}.get(r.verdict, r.reason)
+            noted = f"{r.url} ({r.reason})" if r.reason else r.url
+            detail = r.reason if r.verdict == REFUSED else noted
             lines.append(f"{r.verdict:<9} {r.file + ':' + r.entry:<{width}} {detail}")
         lines.append(self.summary())
         return "\n".join(lines)
@@ -122,8 +123,13 @@ def _references(judged: Judged, read: Reader) -> Judged:
     options = judged.args.get("storage_options") or {}
     try:
         data = read(judged.references, MAX_REFERENCE_BYTES)
+    except CatalogError as exc:
+        return replace(judged, verdict=REFUSED, reason=" ".join(str(exc).split()))
+    except (HowtoError, OSError) as exc:  # content-addressed, only not to be had here
+        return replace(judged, reason="references not available: " + " ".join(str(exc).split()))
+    try:
         _, outside = reference_targets(data, options.get("remote_protocol"))
-    except (CatalogError, OSError) as exc:
+    except CatalogError as exc:
         return replace(judged, verdict=REFUSED, reason=" ".join(str(exc).split()))
     if outside:
         reason = f"{len(outside)} kerchunk targets are locations, e.g. {outside[0]}"

@@ -271,7 +271,10 @@ def judge(name: object, source: object, folder: str) -> Judged:
         try:
             path = content_address(args.get("path"), folder)
         except CatalogError as exc:
-            return Judged(label, REFUSED, f"sub-catalog: {exc}", driver)
+            why = f"sub-catalog: {exc}"
+            if isinstance(args.get("path"), str) and not _location(args["path"]):
+                why += " (a sub-catalog at a location is never opened: intake would run it)"
+            return Judged(label, REFUSED, why, driver)
         return Judged(label, VERIFIED, "", driver, {"path": path}, description, {}, path)
     args = {k: v for k, v in args.items() if not (k == "auth" and v is None)}
     if reason := plain(_without_catalog_dir(args)):
