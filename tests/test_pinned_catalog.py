@@ -311,3 +311,17 @@ def test_an_over_long_cid_string_is_rejected_at_once() -> None:
 def test_the_classic_catalog_still_renders_its_catalog_dir_template() -> None:
     cat = howto.get_intake_catalog(False)
     assert cat.BCO.radiosondes.level2.to_dask().sizes["alt"] > 1000
+
+
+def test_a_sub_catalog_whose_blocks_are_nowhere_refuses_only_its_entry(tmp_path) -> None:
+    elsewhere = tmp_path / "elsewhere.yml"
+    elsewhere.write_text("sources: {}\n")
+    gone = howto.add(elsewhere, only_hash=True, **PROFILE)
+    text = f"sources:\n  gone:\n    driver: yaml_file_cat\n    args:\n      path: ipfs://{gone}\n"
+    text += f"  t:\n{ZARR_ARGS}      urlpath: '{{{{ CATALOG_DIR }}}}/data/t.zarr'\n"
+    cid = pin(tmp_path, {"catalog.yml": text}, with_data=True)
+    cat = howto.get_intake_catalog(cid)
+    assert cat.t.to_dask()["t"].size == 4
+    error = refusal(cid, "gone")
+    assert str(error).startswith(f"ipfs://{cid}/catalog.yml: entry 'gone': sub-catalog ipfs://")
+    assert "not available" in str(error)

@@ -28,7 +28,7 @@ from intake.catalog import Catalog
 from intake.catalog.entry import CatalogEntry
 from intake.catalog.local import LocalCatalogEntry
 
-from ..errors import CatalogError, UnverifiedDataWarning
+from ..errors import CatalogError, HowtoError, UnverifiedDataWarning
 from .parse import MAX_CATALOG_BYTES, MAX_DEPTH, load_catalog_text, structure_marks
 from .policy import (
     LOCATION,
@@ -162,7 +162,7 @@ def load_tree(url: str, read: Reader) -> Tree:
         elif target not in opened:
             try:
                 opened[target] = read_catalog_file(target, read, budget)
-            except (CatalogError, OSError) as exc:
+            except (HowtoError, OSError) as exc:  # invalid, unavailable, forged: this entry
                 failed[target] = reason = f"sub-catalog {_one_line(exc, target)}"
             else:
                 on_path.add(target)
