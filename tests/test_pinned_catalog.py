@@ -92,6 +92,19 @@ def one_entry(urlpath: str, extra: str = "") -> dict[str, str]:
     return {"catalog.yml": text}
 
 
+def refusal(cid: str, path: str = "sonde", **options: object) -> CatalogError:
+    """The catalog opens and lists the entry at ``path``; opening the entry raises this."""
+    cat = howto.get_intake_catalog(cid, **options)
+    *parents, name = path.split(".")
+    for part in parents:
+        cat = cat[part]
+    assert name in list(cat)
+    with pytest.raises(CatalogError) as info:
+        cat[name].to_dask()
+    assert "\n" not in str(info.value)
+    return info.value
+
+
 def test_a_checked_catalog_with_catalog_dir_paths_opens_and_reads(tmp_path) -> None:
     cid = pin(
         tmp_path,
@@ -113,8 +126,9 @@ def test_a_template_that_runs_code_is_refused_and_never_runs(tmp_path) -> None:
     marker = tmp_path / "pwned"
     payload = "{{ cycler.__init__.__globals__.os.system('touch " + str(marker) + "') }}/x.zarr"
     cid = pin(tmp_path, one_entry(payload))
-    with pytest.raises(CatalogError, match=r"entry 'sonde': templates are not allowed"):
-        howto.get_intake_catalog(cid)
+    for verified_only in (True, False):
+        error = refusal(cid, verified_only=verified_only)
+        assert "catalog.yml: entry 'sonde': templates are not allowed" in str(error)
     assert not marker.exists()
 
 
@@ -124,64 +138,80 @@ def test_an_environment_lookup_sent_to_a_listener_is_refused(
     monkeypatch.setenv("HOWTO_TEST_SECRET", "s3cr3t")
     url = f"http://127.0.0.1:{listener.port}/{{{{ env('HOWTO_TEST_SECRET') }}}}"
     cid = pin(tmp_path, one_entry(url))
-    with pytest.raises(CatalogError, match="templates are not allowed"):
-        howto.get_intake_catalog(cid)
+    for verified_only in (True, False):
+        assert "templates are not allowed" in str(refusal(cid, verified_only=verified_only))
     time.sleep(0.3)
     assert listener.received == []
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "reason"),
     [
-        "file:///etc/passwd",
-        "/etc/passwd",
-        "relative/file.zarr",
-        "s3://bucket/data.zarr",
-        "ipfs:/not-a-cid",
-        "ipfs://bafy-not-a-cid/data.zarr",
+        ("file:///etc/passwd", "is a local path"),
+        ("/etc/passwd", "is a local path"),
+        ("relative/file.zarr", "is a local path"),
+        ("ipfs:/not-a-cid", "is a local path"),
+        ("ipfs://bafy-not-a-cid/data.zarr", "entry 'sonde'"),
+        ("ftp://127.0.0.1/data.zarr", "protocol 'ftp' is not allowed"),
     ],
 )
-def test_urls_that_are_not_content_addressed_are_refused(tmp_path, url) -> None:
+def test_local_and_malformed_urls_are_refused_even_unverified(tmp_path, url, reason) -> None:
     cid = pin(tmp_path, one_entry(url))
-    with pytest.raises(CatalogError, match="entry 'sonde'") as info:
-        howto.get_intake_catalog(cid)
-    assert "\n" not in str(info.value)
+    for verified_only in (True, False):
+        error = refusal(cid, verified_only=verified_only)
+        assert "entry 'sonde'" in str(error) and reason in str(error)
+        assert "verified_only" not in str(error)
+
+
+@pytest.mark.parametrize(
+    "url", ["s3://bucket/data.zarr", "https://example.org/x.zarr", "simplecache::https://e.org/x"]
+)
+def test_a_location_entry_names_the_opt_in(tmp_path, url) -> None:
+    cid = pin(tmp_path, one_entry(url))
+    error = refusal(cid)
+    assert "is not content-addressed" in str(error) and "verified_only=False" in str(error)
+    cat = howto.get_intake_catalog(cid)
+    assert cat.walk(depth=3)["sonde"].describe()["metadata"]["howto"]["verdict"] == "location"
 
 
 def test_a_plain_http_url_is_refused_before_any_connection(tmp_path, listener) -> None:
     cid = pin(tmp_path, one_entry(f"http://127.0.0.1:{listener.port}/data.zarr"))
-    with pytest.raises(CatalogError, match="is not content-addressed"):
-        cat = howto.get_intake_catalog(cid)
-        cat.sonde.to_dask()
+    assert "verified_only=False" in str(refusal(cid))
     time.sleep(0.3)
     assert listener.received == []
 
 
 def test_a_path_that_climbs_out_of_the_root_cid_is_refused(tmp_path) -> None:
     cid = pin(tmp_path, one_entry("{{ CATALOG_DIR }}/../../elsewhere.zarr"))
-    with pytest.raises(CatalogError, match="leaves the catalog's root CID"):
-        howto.get_intake_catalog(cid)
+    assert "leaves the catalog's root CID" in str(refusal(cid))
 
 
-def test_a_hostile_sub_catalog_is_refused_when_the_root_is_opened(tmp_path) -> None:
+def test_a_hostile_entry_in_a_sub_catalog_is_refused_on_its_own(tmp_path) -> None:
     cid = pin(
         tmp_path,
         {
             "catalog.yml": "sources:\n  sub:\n    driver: yaml_file_cat\n    args:\n"
             "      path: '{{ CATALOG_DIR }}/sub.yml'\n",
-            "sub.yml": one_entry("file:///etc/passwd")["catalog.yml"],
+            "sub.yml": one_entry("file:///etc/passwd")["catalog.yml"]
+            + f"  t:\n{ZARR_ARGS}      urlpath: '{{{{ CATALOG_DIR }}}}/data/t.zarr'\n",
         },
+        with_data=True,
     )
-    with pytest.raises(CatalogError, match=r"sub\.yml: entry 'sonde'"):
-        howto.get_intake_catalog(cid)
+    assert str(refusal(cid, "sub.sonde")).startswith(f"ipfs://{cid}/sub.yml: entry 'sonde': ")
+    cat = howto.get_intake_catalog(cid)
+    assert cat.sub.t.to_dask()["t"].values.tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
-def test_a_sub_catalog_that_includes_itself_is_refused(tmp_path) -> None:
+def test_a_sub_catalog_that_includes_itself_refuses_only_that_entry(tmp_path) -> None:
     text = "sources:\n  again:\n    driver: yaml_file_cat\n    args:\n"
     text += "      path: '{{ CATALOG_DIR }}/catalog.yml'\n"
-    cid = pin(tmp_path, {"catalog.yml": text})
-    with pytest.raises(CatalogError, match="includes itself"):
-        howto.get_intake_catalog(cid)
+    text += f"  t:\n{ZARR_ARGS}      urlpath: '{{{{ CATALOG_DIR }}}}/data/t.zarr'\n"
+    cid = pin(tmp_path, {"catalog.yml": text}, with_data=True)
+    cat = howto.get_intake_catalog(cid)
+    assert sorted(cat.walk(depth=10)) == ["again", "t"]
+    assert cat.t.to_dask()["t"].size == 4
+    with pytest.raises(CatalogError, match=r"entry 'again': sub-catalog .* includes itself"):
+        cat.again.walk()
 
 
 @pytest.mark.parametrize(
@@ -204,9 +234,13 @@ def test_a_sub_catalog_that_includes_itself_is_refused(tmp_path) -> None:
             "engine 'my.module.Backend'",
         ),
         (
-            "    driver: zarr\n    args:\n      urlpath: ipfs://{cid}\n"
-            "    parameters:\n      user: {{type: str, default: 'env(HOME)'}}\n",
-            "key 'parameters'",
+            "    driver: opendap\n    args:\n      urlpath: https://127.0.0.1:1/x.nc\n"
+            "      auth: esgf\n",
+            "'auth' would read credentials",
+        ),
+        (
+            "    driver: opendap\n    args:\n      urlpath: ipfs://{cid}\n",
+            "opendap needs a server",
         ),
         (
             "    driver: zarr\n    args:\n      urlpath: ipfs://{cid}\n"
@@ -220,15 +254,22 @@ def test_drivers_arguments_and_fields_outside_the_allowlist_are_refused(
 ) -> None:
     data_cid = howto.get_latest_catalog_cid()
     cid = pin(tmp_path, {"catalog.yml": "sources:\n  sonde:\n" + entry.format(cid=data_cid)})
-    with pytest.raises(CatalogError, match=message):
-        howto.get_intake_catalog(cid)
+    for verified_only in (True, False):
+        assert message in str(refusal(cid, verified_only=verified_only))
 
 
-def test_plugins_and_unknown_top_level_keys_are_refused(tmp_path) -> None:
-    text = "plugins:\n  source:\n    - module: antigravity\nsources: {}\n"
-    cid = pin(tmp_path, {"catalog.yml": text})
-    with pytest.raises(CatalogError, match="top-level key 'plugins'"):
-        howto.get_intake_catalog(cid)
+def test_plugins_and_unknown_keys_are_ignored_and_import_nothing(tmp_path) -> None:
+    import sys
+
+    text = "plugins:\n  source:\n    - module: antigravity\nsomething_new: [1, 2]\n"
+    text += "description: a tree\nsources:\n"
+    text += f"  t:\n{ZARR_ARGS}      urlpath: '{{{{ CATALOG_DIR }}}}/data/t.zarr'\n"
+    text += "    parameters: {user: {type: str, default: 'env(HOME)'}}\n    tags: [x]\n"
+    cid = pin(tmp_path, {"catalog.yml": text}, with_data=True)
+    cat = howto.get_intake_catalog(cid)
+    assert cat.description == "a tree" and list(cat) == ["t"]
+    assert cat.t.to_dask()["t"].size == 4
+    assert "antigravity" not in sys.modules
 
 
 @pytest.mark.timeout(60)
@@ -239,10 +280,8 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path) -> None:
     lines.append("sources:\n  bomb:\n    driver: zarr\n    args:\n      urlpath: ipfs://x")
     lines.append("    metadata: {all: *a11}")
     cid = pin(tmp_path, {"catalog.yml": "\n".join(lines) + "\n"})
-    started = time.monotonic()
     with pytest.raises(CatalogError, match="aliases are not allowed"):
         howto.get_intake_catalog(cid)
-    assert time.monotonic() - started < 10
 
 
 def test_deep_nesting_and_oversized_files_are_refused(tmp_path) -> None:
@@ -272,3 +311,17 @@ def test_an_over_long_cid_string_is_rejected_at_once() -> None:
 def test_the_classic_catalog_still_renders_its_catalog_dir_template() -> None:
     cat = howto.get_intake_catalog(False)
     assert cat.BCO.radiosondes.level2.to_dask().sizes["alt"] > 1000
+
+
+def test_a_sub_catalog_whose_blocks_are_nowhere_refuses_only_its_entry(tmp_path) -> None:
+    elsewhere = tmp_path / "elsewhere.yml"
+    elsewhere.write_text("sources: {}\n")
+    gone = howto.add(elsewhere, only_hash=True, **PROFILE)
+    text = f"sources:\n  gone:\n    driver: yaml_file_cat\n    args:\n      path: ipfs://{gone}\n"
+    text += f"  t:\n{ZARR_ARGS}      urlpath: '{{{{ CATALOG_DIR }}}}/data/t.zarr'\n"
+    cid = pin(tmp_path, {"catalog.yml": text}, with_data=True)
+    cat = howto.get_intake_catalog(cid)
+    assert cat.t.to_dask()["t"].size == 4
+    error = refusal(cid, "gone")
+    assert str(error).startswith(f"ipfs://{cid}/catalog.yml: entry 'gone': sub-catalog ipfs://")
+    assert "not available" in str(error)

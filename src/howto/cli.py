@@ -309,6 +309,14 @@ def _cmd_catalog_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_catalog_check(args: argparse.Namespace) -> int:
+    from .catalog.check import check
+
+    report = check(args.target, offline=args.offline)
+    print(report.as_json() if args.json else report.table())
+    return 1 if report.refused else 0
+
+
 def _cmd_catalog_versions(args: argparse.Namespace) -> int:
     from .catalog.build import list_catalog_versions
 
@@ -422,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pin", metavar="VERSION", help="record it as a new pinned version")
     p.add_argument("--note", help="what changed, for the versions index")
     p.set_defaults(func=_cmd_catalog_build)
+    p = catalog_sub.add_parser(
+        "check", help="verified, location or refused: each entry of a tree", parents=[network]
+    )
+    p.add_argument("target", help="a catalog's root CID, or a local catalog file or folder")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_catalog_check)
     p = catalog_sub.add_parser("versions", help="list the pinned catalog versions")
     p.set_defaults(func=_cmd_catalog_versions)
     return parser

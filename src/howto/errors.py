@@ -44,6 +44,11 @@ class IpnsError(HowtoError, ValueError):
     copies disagreeing, for another name, or not a record at all."""
 
 
+class UnverifiedDataWarning(UserWarning):
+    """A catalog opened with ``verified_only=False`` whose location-addressed entries will
+    be read as their servers send them, with nothing checked against a CID."""
+
+
 __all__ = [
     "CatalogError",
     "GatewayError",
@@ -54,4 +59,5 @@ __all__ = [
     "IntegrityError",
     "NotFoundError",
     "PathNotSupportedError",
+    "UnverifiedDataWarning",
 ]

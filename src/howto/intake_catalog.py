@@ -36,21 +36,28 @@ def _catalog_cid(use_ipfs: bool | str) -> CID | None:
     return cid
 
 
-def get_intake_catalog(use_ipfs: bool | str = False, **kwargs: object):
+def get_intake_catalog(
+    use_ipfs: bool | str = False, *, verified_only: bool = True, **kwargs: object
+):
     """The EUREC4A-style intake catalog.
 
     ``False``: the classic catalog, read from local paths (``kwargs`` go to
     ``intake.open_catalog``).  ``True``: the newest pinned IPFS version.  A CID (``bafy…``,
     ``Qm…``, ``ipfs://…``, ``/ipfs/…``): exactly that version.  IPFS catalogs are read
-    through the verified ``ipfs://`` file system and treated as data, not as a program:
-    templates, environment lookups and URLs that are not content-addressed are refused
-    (see ``howto.catalog.pinned``).
+    through the verified ``ipfs://`` file system and treated as data, not as a program,
+    entry by entry (see ``howto.catalog.policy``): content-addressed entries open and are
+    verified; entries with templates, environment lookups or local paths stay listed but
+    raise ``CatalogError`` when opened; location-addressed entries (``https://``, opendap,
+    ``s3://``…) raise too, unless ``verified_only=False``, which opens them as intake
+    would, unverified, marked ``metadata["howto"] == {"verified": False}``.
     """
     cid = _catalog_cid(use_ipfs)
     if cid is None:
         import intake
 
         return intake.open_catalog(str(classic_catalog_path()), **kwargs)
+    if not isinstance(verified_only, bool):
+        raise TypeError(f"verified_only must be True or False, not {verified_only!r}")
     if kwargs:
         raise TypeError(f"a pinned catalog takes no options, got {sorted(kwargs)}")
     from . import fs
@@ -62,15 +69,28 @@ def get_intake_catalog(use_ipfs: bool | str = False, **kwargs: object):
     fs.VerifiedIPFSFileSystem.clear_instance_cache()
     files = fs.filesystem()
     return open_pinned_catalog(
-        f"ipfs://{v1_str(cid)}/{ROOT_NAME}", functools.partial(_read_catalog_file, files)
+        f"ipfs://{v1_str(cid)}/{ROOT_NAME}",
+        functools.partial(_read_catalog_file, files),
+        verified_only=verified_only,
     )
 
 
-def _read_catalog_file(files: object, url: str) -> bytes:
-    """A catalog file's verified bytes; its size is checked before it is read."""
-    from .catalog.pinned import MAX_CATALOG_BYTES
+@functools.lru_cache(maxsize=64)
+def _root_cid(text: str) -> CID:
+    """The CID a catalog's files are under: every file of a tree names the same one."""
+    return parse_cid(text)[0]
 
-    size = files.info(url)["size"]
-    if size > MAX_CATALOG_BYTES:
+
+def _read_catalog_file(files: object, url: str, limit: int) -> bytes:
+    """A catalog file's verified bytes; its size is checked before it is read.
+
+    Read with the file system's own reader, in this thread: a tree of a thousand small
+    files would otherwise spend most of its time handing each request to fsspec's loop.
+    """
+    reader = files.reader()
+    head, _, path = url.removeprefix("ipfs://").partition("/")
+    cid = _root_cid(head)
+    _, size, _ = reader.stat(cid, path)
+    if size > limit:
         raise CatalogError(f"{url}: {size} bytes, more than a catalog may have")
-    return files.cat_file(url)
+    return b"".join(reader.read(cid, path))

@@ -1,8 +1,9 @@
 """Catalogs: intake catalogs as data.
 
 ``versions`` is the index of pinned versions, ``build`` makes and pins content-addressed
-versions of a catalog, ``pinned`` opens one safely.  The catalog files themselves ship as
-``howto.catalogs``.  Imports every layer below ``gateway``.
+versions of a catalog, ``parse`` reads catalog YAML as bounded data, ``policy`` judges each
+entry (verified, location, refused), ``pinned`` opens a tree safely.  The catalog files
+themselves ship as ``howto.catalogs``.  Imports every layer below ``gateway``.
 """
 
 from ..lazy import exports
@@ -19,19 +20,26 @@ __all__, __getattr__, __dir__ = exports(
             "stage_ipfs_tree",
             "walk_catalog",
         ],
+        "check": ["Report", "Row", "check"],
+        "parse": ["CatalogLoader", "load_catalog_text", "structure_marks"],
         "pinned": [
             "MAX_CATALOG_BYTES",
             "MAX_DEPTH",
             "MAX_ENTRIES",
             "MAX_FILES",
+            "MAX_TOTAL_BYTES",
+            "MAX_TOTAL_ENTRIES",
+            "MAX_TOTAL_MARKS",
+            "CatalogFile",
+            "ClosedEntry",
+            "ReferenceEntry",
             "SubcatalogEntry",
+            "Tree",
             "build_catalog",
-            "check_catalog",
-            "content_address",
-            "load_catalog_text",
             "load_tree",
             "open_pinned_catalog",
         ],
+        "policy": ["Judged", "content_address", "judge", "reference_targets"],
         "versions": [
             "ROOT_NAME",
             "Version",

@@ -1,277 +1,180 @@
-"""Opening a pinned catalog as data: parsed safely, checked whole, then handed to intake.
+"""Opening a pinned catalog as data: every file parsed once, every entry judged on its own.
 
-A CID promises exactly the bytes it names and nothing else.  intake, given catalog YAML,
-would also render Jinja templates (which can run code and read the environment), import
-drivers by dotted name, and open any URL an entry names.  So a catalog reached by CID is
-never given to intake as YAML.  It is read through the verified ``ipfs://`` file system,
-parsed with a bounded loader (no aliases, limited size and depth), and every file of the
-tree is checked before a catalog object exists:
+A catalog reached by CID is never given to intake as YAML.  Its files are read through
+the verified ``ipfs://`` file system, parsed by ``parse`` (bounded, no aliases), and each
+entry gets a verdict from ``policy``: verified, location, or refused.  The tree becomes
+intake ``Catalog`` objects with environment and shell access switched off, in which
 
-- no template syntax anywhere, except a leading ``{{ CATALOG_DIR }}`` in a ``urlpath`` or
-  sub-catalog ``path``, which is replaced here by the catalog file's folder in the DAG;
-- only the drivers and arguments the catalogs use (zarr, netCDF, sub-catalogs);
-- every data URL content-addressed: ``ipfs://<cid>[/path]``, or a path that stays under
-  the catalog's root CID.
+- a verified entry opens as intake would open it, reading only checked bytes;
+- a location entry opens only when the catalog was opened with ``verified_only=False``,
+  marked ``metadata["howto"] = {"verified": False}``;
+- a refused entry stays listed, and opening it raises a one-line ``CatalogError`` that
+  names the file, the entry and the reason.
 
-Anything else is refused with a ``CatalogError`` naming the file and the entry, before
-any data is read.  The checked tree becomes intake ``Catalog`` and ``LocalCatalogEntry``
-objects with environment and shell access switched off.
+Sub-catalogs are followed depth first; a file reached again is parsed and built once and
+shared, and an entry that would close a cycle is refused on its own.  The tree as a whole
+is bounded (``MAX_FILES`` files, ``MAX_TOTAL_BYTES`` bytes, ``MAX_TOTAL_MARKS`` YAML
+structure marks, ``MAX_TOTAL_ENTRIES`` entries): a sub-catalog past a limit is refused.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 
-import yaml
 from intake.catalog import Catalog
 from intake.catalog.entry import CatalogEntry
 from intake.catalog.local import LocalCatalogEntry
 
-from ..errors import CatalogError
-from ..formats.cids import parse_cid
+from ..errors import CatalogError, HowtoError, UnverifiedDataWarning
+from .parse import MAX_CATALOG_BYTES, MAX_DEPTH, load_catalog_text, structure_marks
+from .policy import (
+    LOCATION,
+    MAX_REFERENCE_BYTES,
+    REFUSED,
+    VERIFIED,
+    Judged,
+    entry_error,
+    judge,
+    plain,
+    reference_targets,
+)
 
-#: A catalog file larger than this is refused unread (the bundled ones are about 2 kB).
-MAX_CATALOG_BYTES = 1 << 20
-#: Nesting depth of YAML collections in one catalog file.
-MAX_DEPTH = 32
-#: Catalog files in one tree (the root and every sub-catalog).
-MAX_FILES = 64
+#: Catalog files in one tree (EUREC4A has 148).
+MAX_FILES = 1024
+#: Bytes of all catalog files of one tree together (EUREC4A has about 0.5 MiB).
+MAX_TOTAL_BYTES = 16 << 20
+#: YAML structure marks (``parse.structure_marks``) of one tree: this bounds the parsing
+#: work, as bytes alone do not (EUREC4A has about 22 000).
+MAX_TOTAL_MARKS = 1 << 17
 #: Entries in one catalog file.
 MAX_ENTRIES = 4096
+#: Entries in one tree (EUREC4A has about 1600).
+MAX_TOTAL_ENTRIES = 1 << 14
 
-TEMPLATE_MARKS = ("{{", "{%", "{#")
-CATALOG_DIR_FORMS = ("{{ CATALOG_DIR }}", "{{CATALOG_DIR}}")
-
-SUBCATALOG = "yaml_file_cat"
-#: Accepted driver names → the name handed to intake (its registry, never an import).
-DRIVERS = {
-    "zarr": "zarr",
-    "intake_xarray.xzarr.ZarrSource": "zarr",
-    "netcdf": "netcdf",
-    "intake_xarray.netcdf.NetCDFSource": "netcdf",
-    "yaml_file_cat": SUBCATALOG,
-    "intake.catalog.local.YAMLFileCatalog": SUBCATALOG,
-}
-#: xarray options an entry may set: decoding choices, none of which names a resource.
-XARRAY_OPTIONS = {
-    "chunks",
-    "consolidated",
-    "decode_cf",
-    "decode_coords",
-    "decode_timedelta",
-    "decode_times",
-    "drop_variables",
-    "engine",
-    "group",
-    "mask_and_scale",
-    "use_cftime",
-    "zarr_format",
-}
-ENGINES = {"h5netcdf", "netcdf4", "scipy", "zarr"}
-ENTRY_KEYS = {"description", "driver", "args", "metadata"}
-TOP_KEYS = {"description", "metadata", "name", "sources"}
+#: ``read(url, limit)``: a file's verified bytes, refused if larger than ``limit``.
+Reader = Callable[[str, int], bytes]
 
 
-class _NoAliases(yaml.SafeLoader):
-    """PyYAML's safe loader, minus aliases (the root of alias bombs) and deep nesting."""
+@dataclass
+class CatalogFile:
+    """One parsed catalog file: its own fields and the verdict on each entry."""
 
-    def compose_node(self, parent: object, index: object) -> yaml.Node:
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise CatalogError(f"YAML aliases are not allowed (line {mark.line + 1})")
-        self._depth = getattr(self, "_depth", 0) + 1
-        try:
-            if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
-                raise CatalogError(f"YAML nested deeper than {MAX_DEPTH} (line {mark.line + 1})")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+    url: str
+    name: str
+    description: str
+    metadata: dict
+    entries: dict[str, Judged] = field(default_factory=dict)
 
 
-def load_catalog_text(data: bytes, where: str) -> dict:
-    """Parse one catalog file: bounded, plain data only, a mapping with ``sources``."""
-    if len(data) > MAX_CATALOG_BYTES:
-        raise CatalogError(f"{where}: {len(data)} bytes, more than a catalog may have")
-    try:
-        text = data.decode("utf-8")
-        doc = yaml.load(text, Loader=_NoAliases)  # noqa: S506 (a SafeLoader subclass)
-    except CatalogError as exc:
-        raise CatalogError(f"{where}: {exc}") from None
-    except UnicodeDecodeError:
-        raise CatalogError(f"{where}: not UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise CatalogError(f"{where}: invalid YAML{line}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("sources"), dict):
-        raise CatalogError(f"{where}: not an intake catalog (no 'sources' mapping)")
-    return doc
+@dataclass
+class Tree:
+    """Every catalog file reached from ``root``, children before parents."""
+
+    root: str
+    files: dict[str, CatalogFile]
+
+    def entries(self) -> Iterator[tuple[str, Judged]]:
+        """(file URL, verdict) for every entry of every file, each file once."""
+        for url, doc in self.files.items():
+            for judged in doc.entries.values():
+                yield url, judged
 
 
-def _plain(value: object, where: str) -> None:
-    """Refuse anything but plain data, and any string that intake would render as Jinja."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if any(mark in item for mark in TEMPLATE_MARKS):
-                raise CatalogError(f"{where}: templates are not allowed: {_short(item)}")
-        elif isinstance(item, dict):
-            for key, inner in item.items():
-                if not isinstance(key, str):
-                    raise CatalogError(f"{where}: keys must be strings, not {_short(key)}")
-                stack += [key, inner]
-        elif isinstance(item, list):
-            stack += item
-        elif item is not None and not isinstance(item, bool | int | float):
-            raise CatalogError(f"{where}: {type(item).__name__} values are not allowed")
+class _Budget:
+    """What is left of the tree's limits while it is read."""
+
+    def __init__(self) -> None:
+        self.files = self.bytes = self.marks = self.entries = 0
+
+    def take(self, url: str, data: bytes, text_marks: int, entries: int) -> None:
+        limits = [
+            (self.bytes + len(data), MAX_TOTAL_BYTES, "bytes of catalog files"),
+            (self.marks + text_marks, MAX_TOTAL_MARKS, "YAML structure marks"),
+            (self.entries + entries, MAX_TOTAL_ENTRIES, "entries"),
+        ]
+        for total, limit, what in limits:
+            if total > limit:
+                raise CatalogError(f"{url}: the catalog tree would pass {limit} {what}")
+        self.files += 1
+        self.bytes += len(data)
+        self.marks += text_marks
+        self.entries += entries
 
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def content_address(url: object, folder: str, where: str) -> str:
-    """The ``ipfs://`` URL an entry's ``urlpath``/``path`` names, or ``CatalogError``.
-
-    ``folder`` is ``ipfs://<root>/<dir>`` of the catalog file; a ``{{ CATALOG_DIR }}``
-    prefix stands for it, and the result must stay under the same root CID.
-    """
-    if not isinstance(url, str):
-        raise CatalogError(f"{where}: needs one URL as a string, not {_short(url)}")
-    for form in CATALOG_DIR_FORMS:
-        if url.startswith(form):
-            root, _, inside = folder.removeprefix("ipfs://").partition("/")
-            joined = posixpath.normpath(posixpath.join(inside, url[len(form) :].lstrip("/")))
-            if joined == ".." or joined.startswith("../"):
-                raise CatalogError(f"{where}: {_short(url)} leaves the catalog's root CID")
-            url = f"ipfs://{root}" + ("" if joined == "." else f"/{joined}")
-            break
-    _plain(url, where)
-    if not url.startswith("ipfs://"):
-        raise CatalogError(
-            f"{where}: {_short(url)} is not content-addressed "
-            "(only ipfs:// URLs and {{ CATALOG_DIR }} paths are allowed)"
-        )
-    try:
-        cid, path = parse_cid(url)
-    except ValueError as exc:
-        raise CatalogError(f"{where}: {exc}") from None
-    segments = path.split("/") if path else []
-    if any(s in (".", "..") for s in segments) or "//" in url.removeprefix("ipfs://"):
-        raise CatalogError(f"{where}: {_short(url)} has relative or empty path segments")
-    return f"ipfs://{cid}" + (f"/{path}" if path else "")
-
-
-def _check_args(args: object, driver: str, where: str) -> dict:
-    if not isinstance(args, dict):
-        raise CatalogError(f"{where}: 'args' must be a mapping")
-    allowed = {"path"} if driver == SUBCATALOG else {"urlpath", "xarray_kwargs", *XARRAY_OPTIONS}
-    extra = sorted(set(args) - allowed)
-    if extra:
-        raise CatalogError(f"{where}: argument {extra[0]!r} is not allowed in a pinned catalog")
-    options = args.get("xarray_kwargs", {})
-    if not isinstance(options, dict):
-        raise CatalogError(f"{where}: 'xarray_kwargs' must be a mapping")
-    extra = sorted(set(options) - XARRAY_OPTIONS)
-    if extra:
-        raise CatalogError(f"{where}: xarray option {extra[0]!r} is not allowed")
-    for engine in (args.get("engine"), options.get("engine")):
-        if engine is not None and engine not in ENGINES:
-            raise CatalogError(f"{where}: engine {_short(engine)} is not allowed")
-    return args
-
-
-def check_catalog(doc: dict, url: str) -> dict:
-    """A checked copy of one catalog file's document read from ``url`` (``ipfs://…``).
-
-    Data URLs and sub-catalog paths come back as plain ``ipfs://`` URLs.
-    """
-    extra = sorted(set(doc) - TOP_KEYS)
-    if extra:
-        raise CatalogError(f"{url}: top-level key {extra[0]!r} is not allowed in a pinned catalog")
-    _plain({k: v for k, v in doc.items() if k != "sources"}, url)
+def read_catalog_file(url: str, read: Reader, budget: _Budget) -> CatalogFile:
+    """One catalog file, parsed and judged entry by entry (``CatalogError`` if unusable)."""
+    if budget.files >= MAX_FILES:
+        raise CatalogError(f"{url}: the catalog tree would pass {MAX_FILES} files")
+    data = read(url, MAX_CATALOG_BYTES)
+    marks = structure_marks(data.decode("utf-8", errors="replace"))
+    if marks > MAX_TOTAL_MARKS:
+        raise CatalogError(f"{url}: more than {MAX_TOTAL_MARKS} YAML structure marks")
+    doc = load_catalog_text(data, url)
     sources = doc["sources"]
     if len(sources) > MAX_ENTRIES:
         raise CatalogError(f"{url}: more than {MAX_ENTRIES} entries")
+    budget.take(url, data, marks, len(sources))
     folder = posixpath.dirname(url)
-    checked = {}
-    for name, source in sources.items():
-        where = f"{url}: entry {name!r}"
-        if not isinstance(name, str) or not isinstance(source, dict):
-            raise CatalogError(f"{where}: an entry must be a name with a mapping")
-        extra = sorted(set(source) - ENTRY_KEYS)
-        if extra:
-            raise CatalogError(f"{where}: key {extra[0]!r} is not allowed in a pinned catalog")
-        driver = DRIVERS.get(source.get("driver"))  # type: ignore[arg-type]
-        if driver is None:
-            raise CatalogError(f"{where}: driver {_short(source.get('driver'))} is not allowed")
-        args = dict(_check_args(source.get("args", {}), driver, where))
-        key = "path" if driver == SUBCATALOG else "urlpath"
-        args[key] = content_address(args.get(key), folder, where)
-        entry = {**source, "driver": driver, "args": args}
-        _plain({k: v for k, v in entry.items() if k != "args"}, where)
-        _plain({k: v for k, v in args.items() if k != key}, where)
-        checked[name] = entry
-    return {**doc, "sources": checked}
-
-
-def load_tree(url: str, read: Callable[[str], bytes]) -> dict[str, dict]:
-    """Every catalog file under the root catalog ``url``, checked; keyed by URL.
-
-    ``read`` returns a file's (verified) bytes.  Sub-catalogs are followed up to
-    ``MAX_FILES`` files; a cycle of sub-catalogs is refused.
-    """
-    tree: dict[str, dict] = {}
-    pending = [(url, ())]
-    while pending:
-        current, parents = pending.pop()
-        if current in parents:
-            raise CatalogError(f"{current}: includes itself through its sub-catalogs")
-        if current in tree:
-            continue
-        if len(tree) >= MAX_FILES:
-            raise CatalogError(f"{url}: more than {MAX_FILES} catalog files")
-        doc = check_catalog(load_catalog_text(read(current), current), current)
-        tree[current] = doc
-        for source in doc["sources"].values():
-            if source["driver"] == SUBCATALOG:
-                pending.append((source["args"]["path"], (*parents, current)))
-    return tree
-
-
-def build_catalog(url: str, tree: dict[str, dict]) -> Catalog:
-    """intake objects for a checked tree: a ``Catalog`` whose sub-catalogs are entries."""
-    doc = tree[url]
-    folder = posixpath.dirname(url)
-    entries: dict[str, object] = {}
-    for name, source in doc["sources"].items():
-        if source["driver"] == SUBCATALOG:
-            child = build_catalog(source["args"]["path"], tree)
-            entries[name] = SubcatalogEntry(name, source.get("description", ""), child)
-            continue
-        entries[name] = LocalCatalogEntry(
-            name,
-            source.get("description", ""),
-            source["driver"],
-            args=source["args"],
-            metadata=source.get("metadata") or {},
-            catalog_dir=folder,
-            getenv=False,
-            getshell=False,
-        )
-    name = doc.get("name") or posixpath.basename(folder)
-    return Catalog.from_dict(
-        entries,
-        name=str(name),
-        description=doc.get("description"),
-        metadata=doc.get("metadata") or {},
-        getenv=False,
-        getshell=False,
+    name, description, metadata = doc.get("name"), doc.get("description"), doc.get("metadata")
+    found = CatalogFile(
+        url,
+        name if isinstance(name, str) and not plain(name) else posixpath.basename(folder),
+        description if isinstance(description, str) and not plain(description) else "",
+        metadata if isinstance(metadata, dict) and not plain(metadata) else {},
     )
+    for key, source in sources.items():
+        judged = judge(key, source, folder)
+        found.entries.setdefault(judged.name, judged)
+    return found
+
+
+def load_tree(url: str, read: Reader) -> Tree:
+    """Every catalog file under the root catalog ``url``, each read and judged once.
+
+    A problem with the root file raises ``CatalogError``; a problem with a sub-catalog
+    (unreadable, invalid, past a limit, closing a cycle) refuses the entry naming it.
+    """
+    budget = _Budget()
+    files: dict[str, CatalogFile] = {}
+    failed: dict[str, str] = {}
+    opened = {url: read_catalog_file(url, read, budget)}
+    on_path = {url}
+    stack = [(url, iter(list(opened[url].entries.values())))]
+    while stack:
+        current, pending = stack[-1]
+        judged = next(pending, None)
+        if judged is None:
+            stack.pop()
+            on_path.discard(current)
+            files[current] = opened[current]
+            continue
+        if not judged.is_catalog or judged.verdict != VERIFIED:
+            continue
+        target = judged.args["path"]
+        reason = ""
+        if target in on_path:
+            reason = f"sub-catalog {target} includes itself through its sub-catalogs"
+        elif target in failed:
+            reason = failed[target]
+        elif target not in opened:
+            try:
+                opened[target] = read_catalog_file(target, read, budget)
+            except (HowtoError, OSError) as exc:  # invalid, unavailable, forged: this entry
+                failed[target] = reason = f"sub-catalog {_one_line(exc, target)}"
+            else:
+                on_path.add(target)
+                stack.append((target, iter(list(opened[target].entries.values()))))
+        if reason:
+            opened[current].entries[judged.name] = replace(judged, verdict=REFUSED, reason=reason)
+    return Tree(url, files)
+
+
+def _one_line(exc: BaseException, url: str) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if text.startswith(url) else f"{url}: {text}"
 
 
 class SubcatalogEntry(CatalogEntry):
@@ -307,9 +210,185 @@ class SubcatalogEntry(CatalogEntry):
         return self._catalog_object
 
 
-def open_pinned_catalog(url: str, read: Callable[[str], bytes]) -> Catalog:
-    """The checked intake catalog whose root file is ``url`` (``ipfs://<cid>/catalog.yml``)."""
-    return build_catalog(url, load_tree(url, read))
+class ClosedEntry(CatalogEntry):
+    """A refused entry, or a location one while ``verified_only``: listed, never opened.
+
+    Its container is ``None``, so ``Catalog.walk`` lists it without trying to open it.
+    """
+
+    def __init__(self, where: str, judged: Judged) -> None:
+        super().__init__(getenv=False, getshell=False)
+        self._judged = judged
+        self._error = entry_error(where, judged)
+        self._container = None
+        self._user_parameters: list = []
+        self._metadata = {**judged.metadata, "howto": _verdict(judged)}
+
+    @property
+    def name(self) -> str:
+        return self._judged.name
+
+    def describe(self) -> dict:
+        return {
+            "name": self._judged.name,
+            "container": None,
+            "description": self._judged.description,
+            "direct_access": False,
+            "user_parameters": [],
+            "metadata": self._metadata,
+            "args": {},
+        }
+
+    def get(self, **user_parameters: object) -> None:
+        raise self._error
+
+
+class ReferenceEntry(LocalCatalogEntry):
+    """A kerchunk entry: its reference file is read and its targets judged on opening,
+    and the judged references (not the file again) are handed to fsspec.
+
+    A reference file in the DAG is read verified; one at a location (only with
+    ``verified_only=False``) is read as its server sends it, and the entry is unverified.
+    """
+
+    def __init__(self, where: str, judged: Judged, read: Reader, verified_only: bool) -> None:
+        super().__init__(
+            judged.name,
+            judged.description,
+            judged.driver,
+            args=judged.args,
+            metadata=judged.metadata,
+            catalog_dir=posixpath.dirname(where),
+            getenv=False,
+            getshell=False,
+        )
+        self._where, self._judged = where, judged
+        self._read, self._verified_only = read, verified_only
+
+    def get(self, **user_parameters: object) -> object:
+        judged = self._judged
+        options = dict(self._open_args.get("storage_options") or {})
+        try:
+            if judged.references.startswith("ipfs://"):
+                data = self._read(judged.references, MAX_REFERENCE_BYTES)
+            else:
+                data = _read_location(judged.references, options.get("target_options") or {})
+            refs, outside = reference_targets(data, options.get("remote_protocol"))
+        except (CatalogError, OSError) as exc:
+            raise CatalogError(
+                f"{self._where}: entry {judged.name!r}: {_one_line(exc, judged.references)}"
+            ) from None
+        metadata = dict(judged.metadata)
+        if judged.verdict == LOCATION or outside:
+            metadata["howto"] = {"verified": False}
+        if outside and judged.verdict == VERIFIED:
+            located = replace(
+                judged,
+                verdict=LOCATION,
+                url=outside[0],
+                reason=f"{len(outside)} kerchunk targets are locations",
+            )
+            if self._verified_only:
+                raise entry_error(self._where, located)
+            warnings.warn(
+                f"{self._where}: entry {judged.name!r}: {len(outside)} kerchunk targets are "
+                "read unverified (verified_only=False)",
+                UnverifiedDataWarning,
+                stacklevel=2,
+            )
+        options["fo"] = refs
+        if judged.references.startswith("ipfs://"):
+            options.setdefault("remote_protocol", "ipfs")
+        for unused in ("target_protocol", "target_options"):
+            options.pop(unused, None)
+        # zarr opens fsspec stores asynchronously; the file systems under the references
+        # must then be asynchronous too
+        options["remote_options"] = {**(options.get("remote_options") or {}), "asynchronous": True}
+        entry = LocalCatalogEntry(
+            judged.name,
+            judged.description,
+            judged.driver,
+            args={**self._open_args, "urlpath": "reference://", "storage_options": options},
+            metadata=metadata,
+            catalog_dir=self._catalog_dir,
+            getenv=False,
+            getshell=False,
+        )
+        return entry.get(**user_parameters)
+
+
+def _read_location(url: str, options: dict) -> bytes:
+    """A reference file from a server, unverified (the user asked for that), bounded."""
+    import fsspec
+
+    with fsspec.open(url, "rb", **options) as f:
+        data = f.read(MAX_REFERENCE_BYTES + 1)
+    if len(data) > MAX_REFERENCE_BYTES:
+        raise CatalogError(f"{url}: kerchunk references larger than {MAX_REFERENCE_BYTES} bytes")
+    return data
+
+
+def _verdict(judged: Judged) -> dict:
+    if judged.verdict == VERIFIED:
+        return {"verified": True}
+    return {"verified": False, "verdict": judged.verdict, "reason": judged.reason}
+
+
+def _entry(
+    where: str, judged: Judged, catalogs: dict[str, Catalog], read: Reader, verified_only: bool
+) -> CatalogEntry:
+    if judged.verdict == VERIFIED and judged.is_catalog:
+        return SubcatalogEntry(judged.name, judged.description, catalogs[judged.args["path"]])
+    if judged.verdict == REFUSED or (judged.verdict == LOCATION and verified_only):
+        return ClosedEntry(where, judged)
+    metadata = dict(judged.metadata)
+    if judged.verdict == LOCATION:
+        metadata["howto"] = {"verified": False}
+    if judged.references:
+        return ReferenceEntry(where, replace(judged, metadata=metadata), read, verified_only)
+    return LocalCatalogEntry(
+        judged.name,
+        judged.description,
+        judged.driver,
+        args=judged.args,
+        metadata=metadata,
+        catalog_dir=posixpath.dirname(where),
+        getenv=False,
+        getshell=False,
+    )
+
+
+def build_catalog(tree: Tree, read: Reader, verified_only: bool = True) -> Catalog:
+    """intake objects for a judged tree: one ``Catalog`` per file, shared where reused."""
+    catalogs: dict[str, Catalog] = {}
+    for url, doc in tree.files.items():
+        entries = {
+            name: _entry(url, judged, catalogs, read, verified_only)
+            for name, judged in doc.entries.items()
+        }
+        catalogs[url] = Catalog.from_dict(
+            entries,
+            name=doc.name,
+            description=doc.description,
+            metadata=doc.metadata,
+            getenv=False,
+            getshell=False,
+        )
+    if not verified_only:
+        located = sum(judged.verdict == LOCATION for _, judged in tree.entries())
+        if located:
+            warnings.warn(
+                f"{tree.root}: {located} location-addressed entries will be read unverified "
+                "(verified_only=False)",
+                UnverifiedDataWarning,
+                stacklevel=3,
+            )
+    return catalogs[tree.root]
+
+
+def open_pinned_catalog(url: str, read: Reader, verified_only: bool = True) -> Catalog:
+    """The intake catalog whose root file is ``url`` (``ipfs://<cid>/catalog.yml``)."""
+    return build_catalog(load_tree(url, read), read, verified_only)
 
 
 __all__ = [
@@ -317,11 +396,18 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_ENTRIES",
     "MAX_FILES",
+    "MAX_TOTAL_BYTES",
+    "MAX_TOTAL_ENTRIES",
+    "MAX_TOTAL_MARKS",
+    "CatalogFile",
+    "ClosedEntry",
+    "ReferenceEntry",
+    "Reader",
     "SubcatalogEntry",
+    "Tree",
     "build_catalog",
-    "check_catalog",
-    "content_address",
     "load_catalog_text",
     "load_tree",
     "open_pinned_catalog",
+    "read_catalog_file",
 ]
