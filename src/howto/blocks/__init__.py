@@ -31,13 +31,6 @@ __all__, __getattr__, __dir__ = exports(
             "Putter",
             "combined_error",
         ],
-        "repo": [
-            "STALE_SECONDS",
-            "Damage",
-            "Repo",
-            "Transaction",
-            "default_repo_path",
-            "stored_key",
-        ],
+        "repo": ["Repo", "STALE_SECONDS", "Transaction", "default_repo_path", "stored_key"],
     },
 )

@@ -83,7 +83,7 @@ class Tree:
                 yield url, judged
 
 
-class _Budget:
+class TreeBudget:
     """What is left of the tree's limits while it is read."""
 
     def __init__(self) -> None:
@@ -104,7 +104,7 @@ class _Budget:
         self.entries += entries
 
 
-def read_catalog_file(url: str, read: Reader, budget: _Budget) -> CatalogFile:
+def read_catalog_file(url: str, read: Reader, budget: TreeBudget) -> CatalogFile:
     """One catalog file, parsed and judged entry by entry (``CatalogError`` if unusable)."""
     if budget.files >= MAX_FILES:
         raise CatalogError(f"{url}: the catalog tree would pass {MAX_FILES} files")
@@ -137,7 +137,7 @@ def load_tree(url: str, read: Reader) -> Tree:
     A problem with the root file raises ``CatalogError``; a problem with a sub-catalog
     (unreadable, invalid, past a limit, closing a cycle) refuses the entry naming it.
     """
-    budget = _Budget()
+    budget = TreeBudget()
     files: dict[str, CatalogFile] = {}
     failed: dict[str, str] = {}
     opened = {url: read_catalog_file(url, read, budget)}
@@ -399,6 +399,7 @@ __all__ = [
     "MAX_TOTAL_BYTES",
     "MAX_TOTAL_ENTRIES",
     "MAX_TOTAL_MARKS",
+    "TreeBudget",
     "CatalogFile",
     "ClosedEntry",
     "ReferenceEntry",

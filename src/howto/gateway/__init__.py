@@ -23,7 +23,7 @@ __all__, __getattr__, __dir__ = exports(
         "negotiation": ["FORMATS", "TAR_TYPE", "Wanted", "negotiate", "path_segments"],
         "pages": ["LISTING_CACHE", "PAGE_VERSION", "dag_preview", "directory_listing"],
         "path_gateway": ["SNIFF_BYTES", "serve_ipld", "serve_tar", "serve_unixfs"],
-        "ranges": ["MAX_RANGES", "ByteReader", "send_block", "send_content"],
+        "ranges": ["ByteReader", "MAX_RANGES", "send_block", "send_content"],
         "server": ["GatewayServer", "embedded_gateway_url", "serve"],
         "streaming": ["BATCH_BYTES", "batches"],
         "trustless_gateway": ["CAR_TYPE", "RAW_TYPE", "RecordingResolver", "TrustlessGateway"],

@@ -9,9 +9,9 @@ __all__, __getattr__, __dir__ = exports(
     {
         "ipns": [
             "DEFAULT_LIFETIME",
+            "KeyStore",
             "MAX_RECORD_BYTES",
             "RECORD_TYPE",
-            "KeyStore",
             "Record",
             "RecordStore",
             "best",

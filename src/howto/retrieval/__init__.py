@@ -12,6 +12,16 @@ __all__, __getattr__, __dir__ = exports(
     __name__,
     {
         "discovery": ["configured_gateway", "configured_gateways"],
+        "readahead": [
+            "FIRST_BYTES",
+            "MOST_BYTES",
+            "ReadAhead",
+            "ReadAheadStats",
+            "Sibling",
+            "UnavailableAhead",
+            "chunk_order",
+            "default_read_ahead",
+        ],
         "reader": ["DagReader"],
         "sources": [
             "bundled_blocks",
@@ -23,10 +33,14 @@ __all__, __getattr__, __dir__ = exports(
         "transfer": ["export_car", "get_tree", "import_car"],
         "trustless": [
             "CAR_TYPE",
-            "RAW_TYPE",
             "CarReply",
+            "DEFAULT_CONNECTIONS",
             "GatewayBlocks",
+            "RAW_TYPE",
             "Received",
+            "default_connections",
+            "default_timeout",
+            "retry_after",
             "same_roots",
         ],
     },

@@ -36,6 +36,7 @@ __all__ = [
     "FIRST_BYTES",
     "UnavailableAhead",
     "MOST_BYTES",
+    "ReadAheadStats",
     "ReadAhead",
     "Sibling",
     "chunk_order",
@@ -98,7 +99,7 @@ class UnavailableAhead(HowtoError):
 
 
 @dataclass
-class _Stats:
+class ReadAheadStats:
     fetched: int = 0  # blocks fetched ahead one by one
     streamed: int = 0  # blocks kept from directory CARs
     used: int = 0  # of which a reader then asked for
@@ -113,7 +114,7 @@ class ReadAhead:
 
     first_bytes: int = FIRST_BYTES
     most_bytes: int = MOST_BYTES
-    stats: _Stats = field(default_factory=_Stats)
+    stats: ReadAheadStats = field(default_factory=ReadAheadStats)
 
     def __post_init__(self) -> None:
         self._directories: OrderedDict[bytes, _Directory] = OrderedDict()

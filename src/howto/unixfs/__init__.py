@@ -21,11 +21,11 @@ __all__, __getattr__, __dir__ = exports(
             "shard_lookup_index",
         ],
         "importer": [
+            "Added",
             "DEFAULT_CHUNK",
+            "Importer",
             "MAX_CHUNK",
             "MAX_LINKS",
-            "Added",
-            "Importer",
             "Node",
             "Options",
             "parse_chunker",
@@ -40,7 +40,7 @@ __all__, __getattr__, __dir__ = exports(
             "tree_size",
             "walk_url",
         ],
-        "resolver": ["HAMT_MAX_DEPTH", "Block", "BlockCache", "Entry", "Resolver", "as_cid"],
+        "resolver": ["Block", "BlockCache", "Entry", "HAMT_MAX_DEPTH", "Resolver", "as_cid"],
         "tar": ["TarEntry", "UnsafeNameError", "entries", "stream"],
     },
 )
