@@ -42,6 +42,7 @@ from ..errors import (
     IpnsError,
     NotFoundError,
     PathNotSupportedError,
+    shown,
 )
 from ..formats.car import encode_header, section_head
 from ..formats.cids import (
@@ -54,6 +55,7 @@ from ..formats.cids import (
     RAW_CID_PREFIX,
     cid_bytes,
     cid_text,
+    is_identity,
     parse_cid,
     to_cid,
 )
@@ -197,7 +199,7 @@ def _entity_range(spec: str, size: int) -> tuple[int, int]:
         start = int(first)
         end = size if last == "*" else int(last) + 1 if int(last) >= 0 else size + int(last) + 1
     except ValueError:
-        raise web.HTTPBadRequest(text=f"invalid entity-bytes {spec!r}\n") from None
+        raise web.HTTPBadRequest(text=f"invalid entity-bytes {shown(spec)}\n") from None
     if start < 0:
         start = max(0, size + start)
     return start, min(end, size)
@@ -775,7 +777,7 @@ class Gateway:
 
         async def send(block: Block | _FileLeaf) -> None:
             raw = block.raw if isinstance(block, _FileLeaf) else bytes(block.cid)
-            if dups != "y" and raw in sent:
+            if is_identity(raw) or (dups != "y" and raw in sent):  # spec: no identity blocks
                 return
             sent.add(raw)
             if isinstance(block, _FileLeaf):
