@@ -493,3 +493,21 @@ def test_a_link_name_that_is_not_utf8_is_one_line_and_not_a_500(tmp_path):
         response = conn.getresponse()
         assert response.status == 502 and b"not UTF-8" in response.read()
         conn.close()
+
+
+def test_add_of_a_folder_1500_levels_deep_and_back(tmp_path):
+    """Deeper than Python's call stack: added, listed, read and saved again by loops."""
+    top = folder = tmp_path / "deep"
+    top.mkdir()
+    for _ in range(1500):  # one level at a time: mkdir(parents=True) recurses
+        folder = folder / "d"
+        folder.mkdir()
+    (folder / "f").write_bytes(b"at the bottom\n")
+    added = run("add", "-r", "-Q", top)
+    assert added.returncode == 0 and not added.stderr, added.stderr[-500:]
+    root = added.stdout.decode().strip()
+    inner = "/".join(["d"] * 1500)
+    assert run("cat", f"{root}/{inner}/f", "--offline").stdout == b"at the bottom\n"
+    saved = run("get", root, "-o", tmp_path / "out", "--offline", "-q")
+    assert saved.returncode == 0, saved.stderr[-500:]
+    assert (tmp_path / "out" / inner / "f").read_bytes() == b"at the bottom\n"
