@@ -511,3 +511,16 @@ def test_add_of_a_folder_1500_levels_deep_and_back(tmp_path):
     saved = run("get", root, "-o", tmp_path / "out", "--offline", "-q")
     assert saved.returncode == 0, saved.stderr[-500:]
     assert (tmp_path / "out" / inner / "f").read_bytes() == b"at the bottom\n"
+
+
+def test_identity_leaves_are_read_inline_through_a_gateway(tmp_path, no_configured_gateway):
+    """A gateway sends no identity blocks (the spec forbids it): a reader must not ask."""
+    root = file_node([(identity(b"inline "), 7), (put(b"and stored\n"), 11)])
+    folder = directory(("f", root), ("id", identity(b"only inline\n")))
+    with serve(Repo()) as url:
+        env = {**os.environ, "HOWTO_REPO": str(tmp_path / "empty"), "IPFS_GATEWAY": url}
+        for path, expected in ((root, b"inline and stored\n"), (f"{folder}/id", b"only inline\n")):
+            result = subprocess.run([*HOWTO, "cat", str(path)], env=env, capture_output=True)
+            assert (result.returncode, result.stdout) == (0, expected), result.stderr
+        fs = VerifiedIPFSFileSystem(gateway_addr=url, skip_instance_cache=True)
+        assert fs.cat_file(f"ipfs://{folder}/f") == b"inline and stored\n"

@@ -301,7 +301,9 @@ class Resolver:
                 continue
             block, start, end, parent, expected = item
             if isinstance(block, bytes):  # a raw leaf's binary CID: its bytes are the file's
-                data = self.source.get(block)
+                data = inline_data(block) if block[2] == 0 else None  # identity: no source
+                if data is None:
+                    data = self.source.get(block)
                 if len(data) != expected:
                     raise _wrong_size(parent, to_cid(block), expected, len(data))
                 yield data[start:end]
