@@ -453,10 +453,9 @@ def test_name_resolve_escapes_the_value(howto_repo):
     RecordStore().put(create_record(keys.load("evil"), value, 1), name)
     result = run("name", "resolve", name_text(name), "--offline")
     out = result.stdout.decode()
-    if result.returncode == 0:
-        assert "\x1b" not in out and "\u202e" not in out and len(out.splitlines()) == 1
-    else:  # refusing such a value outright is fine too, in one escaped line
-        assert "\x1b" not in result.stderr.decode()
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in out and "\u202e" not in out and len(out.splitlines()) == 1
+    assert out.endswith("/evil\\x1b[2J\\x1b]0;title\\x07\\nforged line\\u202e\n"), out
 
 
 # --- 5. malformed nodes ----------------------------------------------------------------------
