@@ -16,7 +16,7 @@ from multiformats import CID
 
 from .blocks.bucket import open_repo
 from .blocks.chain import CarBlocks, Chain
-from .errors import HowtoError
+from .errors import SHOWN_CHARS, HowtoError, printable
 from .formats.car import CARError
 from .formats.cids import parse_cid, to_cid
 from .retrieval.reader import DagReader
@@ -113,10 +113,11 @@ def _cmd_cat(args: argparse.Namespace) -> int:
 def _cmd_ls(args: argparse.Namespace) -> int:
     cid, path = _target(args)
     for entry in _reader(args).ls(cid, path):
+        name = printable(entry.name)  # a name from the DAG may hold terminal escapes
         if entry.kind == "directory":
-            print(f"{entry.cid} - {entry.name}/")
+            print(f"{entry.cid} - {name}/")
         else:
-            print(f"{entry.cid} {entry.size} {entry.name}")
+            print(f"{entry.cid} {entry.size} {name}")
     return 0
 
 
@@ -125,7 +126,8 @@ def _cmd_get(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(path.rsplit("/", 1)[-1] or str(cid))
     written = get_tree(_reader(args), cid, path, out, progress=not args.quiet)
     if not args.quiet:
-        print(f"saved {cid}{'/' + path if path else ''} to {out} ({written} bytes)")
+        shown = printable(f"{cid}{'/' + path if path else ''} to {out}")
+        print(f"saved {shown} ({written} bytes)")
     return 0
 
 
@@ -248,7 +250,7 @@ def _cmd_name_publish(args: argparse.Namespace) -> int:
 def _cmd_name_resolve(args: argparse.Namespace) -> int:
     from .names.ipns import resolve
 
-    print(resolve(args.name, default_chain(offline=args.offline)).value)
+    print(printable(resolve(args.name, default_chain(offline=args.offline)).value))
     return 0
 
 
@@ -462,7 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             None,
         )
         command = " ".join(filter(None, (args.command, subcommand)))
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # one line
+        reason = printable((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        if len(reason) > 3 * SHOWN_CHARS:  # whatever a message repeats, one short line
+            reason = f"{reason[:SHOWN_CHARS]}…({len(reason)} characters)…{reason[-SHOWN_CHARS:]}"
         print(f"howto {command}: error: {reason}", file=sys.stderr)
         return 1
 

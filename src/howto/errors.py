@@ -1,4 +1,7 @@
-"""The exceptions howto raises, so callers can tell failures apart."""
+"""The exceptions howto raises, so callers can tell failures apart, and how untrusted text
+appears in their messages and on a terminal."""
+
+import re
 
 
 class HowtoError(Exception):
@@ -6,7 +9,9 @@ class HowtoError(Exception):
 
 
 class IntegrityError(HowtoError):
-    """Bytes that do not hash to the CID they were fetched or stored under."""
+    """Bytes that do not hash to the CID they were fetched or stored under, or blocks
+    that hash right but contradict each other (a file node whose sizes its children do
+    not bear out, a malformed node): either way, the DAG cannot be trusted as given."""
 
 
 class NotFoundError(HowtoError, FileNotFoundError):
@@ -49,6 +54,34 @@ class UnverifiedDataWarning(UserWarning):
     be read as their servers send them, with nothing checked against a CID."""
 
 
+#: Characters a terminal acts on rather than shows (C0 and C1 controls, DEL, line and
+#: paragraph separators, bidirectional overrides and isolates).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: How many characters of untrusted input a message repeats.
+SHOWN_CHARS = 200
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``,
+    ``\\n``): a name from a DAG or a record cannot move the cursor, recolour the terminal
+    or forge a line of output."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """Untrusted input as an error message may repeat it: ``repr`` for strings and bytes,
+    control characters escaped, and cut to about ``limit`` characters (its start and end,
+    and how long it was) so a huge CID or number is not echoed whole."""
+    size = len(value) if isinstance(value, (str, bytes)) else None
+    if size is not None and size > 4 * limit:
+        value = value[: limit // 2] + value[-limit // 2 :]  # no repr of megabytes
+    text = printable(repr(value) if size is not None else str(value))
+    if len(text) <= limit and (size is None or size <= 4 * limit):
+        return text
+    half = limit // 2
+    return f"{text[:half]}…({size or len(text)} long)…{text[-half:]}"
+
+
 __all__ = [
     "CatalogError",
     "GatewayError",
@@ -60,4 +93,7 @@ __all__ = [
     "NotFoundError",
     "PathNotSupportedError",
     "UnverifiedDataWarning",
+    "SHOWN_CHARS",
+    "printable",
+    "shown",
 ]

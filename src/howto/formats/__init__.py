@@ -37,6 +37,7 @@ __all__, __getattr__, __dir__ = exports(
             "cid_bytes",
             "cid_text",
             "inline_data",
+            "is_identity",
             "multihash_of",
             "parse_cid",
             "raw_cid",

@@ -167,11 +167,14 @@ class _Named:
         self.cid = cid
 
     def __str__(self) -> str:
+        raw = bytes(self.cid)
+        if len(raw) > 60:  # only the start, in linear time (decoding a long CID is not)
+            start = base64.b32encode(raw[:40]).decode("ascii").lower()
+            return f"the CID b{start}… ({len(raw)} bytes)"
         try:
-            text = str(self.cid if isinstance(self.cid, CID) else to_cid(self.cid))
+            return str(to_cid(raw))
         except Exception:  # a CID too damaged to print
             return "a CID"
-        return text if len(text) <= 100 else f"the CID {text[:60]}…"
 
 
 def cid_bytes(data: bytes, codec: int, version: int) -> bytes:
@@ -284,12 +287,18 @@ def multihash_of(raw: bytes) -> bytes:
     return raw if raw[0] != 1 else raw[read_varint(raw, 1)[1] :]
 
 
+def is_identity(raw: bytes) -> bool:
+    """Whether a binary CID is an identity CID: its block is the CID itself, so a CAR must
+    not carry it as a section (CARv1 and trustless gateway specs) and nothing stores it."""
+    return raw[:1] == b"\x01" and multihash_of(raw)[:1] == b"\x00"
+
+
 def inline_data(raw: bytes) -> bytes | None:
     """The block an identity CID carries in itself, else ``None``."""
     multihash = multihash_of(raw)
     if multihash[0] != IDENTITY:
         return None
-    check_multihash(multihash, raw)  # the hash policy: small identity CIDs only
+    check_multihash(multihash, _Named(raw))  # the hash policy: small identity CIDs only
     size, pos = read_varint(multihash, 1)
     return multihash[pos : pos + size]
 
@@ -348,6 +357,7 @@ __all__ = [
     "cid_bytes",
     "cid_text",
     "inline_data",
+    "is_identity",
     "multihash_of",
     "parse_cid",
     "raw_cid",

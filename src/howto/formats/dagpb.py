@@ -123,7 +123,10 @@ def decode_node(block: bytes) -> PBNode:
                 if n == 1 and w == 2:
                     link.hash = v
                 elif n == 2 and w == 2:
-                    link.name = v.decode()
+                    try:
+                        link.name = v.decode()
+                    except UnicodeDecodeError:
+                        raise ValueError(f"dag-pb link name {v[:60]!r} is not UTF-8") from None
                 elif n == 3 and w == 0:
                     link.tsize = v
             if not link.hash:

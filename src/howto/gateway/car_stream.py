@@ -20,7 +20,7 @@ from multiformats import CID
 from ..blocks.chain import BlockSource, Chain
 from ..blocks.repo import Repo
 from ..formats.car import encode_header, section_head
-from ..formats.cids import RAW_CID_PREFIX, to_cid
+from ..formats.cids import RAW_CID_PREFIX, is_identity, to_cid
 from ..formats.dagpb import UnixFSType
 from ..unixfs.resolver import Block, Resolver
 from .streaming import batches
@@ -190,7 +190,7 @@ async def write_car(
 
     async def send(block: Block | FileLeaf) -> None:
         raw = block.raw if isinstance(block, FileLeaf) else bytes(block.cid)
-        if not dups and raw in sent:
+        if is_identity(raw) or (not dups and raw in sent):  # spec: no identity blocks
             return
         sent.add(raw)
         if isinstance(block, FileLeaf):

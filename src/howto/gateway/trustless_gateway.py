@@ -13,7 +13,7 @@ from aiohttp import web
 from multiformats import CID
 
 from ..blocks.chain import BlockSource
-from ..errors import NotFoundError
+from ..errors import NotFoundError, shown
 from ..formats.cids import RAW, cid_text
 from ..retrieval.trustless import CAR_TYPE, RAW_TYPE
 from ..unixfs.resolver import Block, BlockCache, Resolver, as_cid
@@ -58,7 +58,7 @@ def _entity_range(spec: str, size: int) -> tuple[int, int]:
         start = int(first)
         end = size if last == "*" else int(last) + 1 if int(last) >= 0 else size + int(last) + 1
     except ValueError:
-        raise web.HTTPBadRequest(text=f"invalid entity-bytes {spec!r}\n") from None
+        raise web.HTTPBadRequest(text=f"invalid entity-bytes {shown(spec)}\n") from None
     if start < 0:
         start = max(0, size + start)
     return start, min(end, size)

@@ -11,6 +11,7 @@ by hash from the root, whichever source sent it.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -261,12 +262,12 @@ class DagReader:
             raise IsADirectoryError(f"{target.cid} is a {target.kind}, not a file")
         size = resolver.size(target)
         end = size if end is None else min(end, size)
-        first = max(0, start)
-        spans = [(pos, min(end, pos + WINDOW_BYTES)) for pos in range(first, end, WINDOW_BYTES)]
-        if not spans:
+        starts = range(max(0, start), end, WINDOW_BYTES)  # lazy: a size may be huge
+        spans = ((pos, min(end, pos + WINDOW_BYTES)) for pos in starts)
+        if not starts:
             return
-        if len(spans) == 1:  # one window: nothing to fetch ahead, no thread
-            pieces, buffer = self._window(target, *spans[0])
+        if len(starts) == 1:  # one window: nothing to fetch ahead, no thread
+            pieces, buffer = self._window(target, *next(spans))
             try:
                 yield pieces
             finally:
@@ -274,9 +275,9 @@ class DagReader:
             return
         # The next window is fetched while this one is given out: the gateway keeps sending.
         with ThreadPoolExecutor(1, thread_name_prefix="howto-window") as pool:
-            ahead: Future | None = pool.submit(self._window, target, *spans[0])
+            ahead: Future | None = pool.submit(self._window, target, *next(spans))
             try:
-                for following in [*spans[1:], None]:
+                for following in itertools.chain(spans, [None]):
                     pieces, buffer = ahead.result()
                     ahead = None
                     if following is not None:

@@ -13,15 +13,20 @@ from multiformats import CID
 from tqdm import tqdm
 
 from ..blocks.chain import BlockSource, BlockStore
-from ..errors import IntegrityError
+from ..errors import IntegrityError, shown
 from ..formats.car import CARError, read_car, write_car
+from ..formats.cids import is_identity
 from ..unixfs.resolver import Resolver
 from .reader import DagReader
 
 
 def export_car(root: CID, out: BinaryIO, source: BlockSource) -> int:
-    """Write the whole DAG under ``root`` as a CARv1 (depth-first, each block once)."""
-    blocks = ((b.cid, b.data) for b in Resolver(source).walk(root, "all"))
+    """Write the whole DAG under ``root`` as a CARv1 (depth-first, each block once).
+
+    Identity blocks are left out, as the CAR and trustless gateway specs require: their
+    CID carries them already (what they link to is written all the same)."""
+    walk = Resolver(source).walk(root, "all")
+    blocks = ((b.cid, b.data) for b in walk if not is_identity(bytes(b.cid)))
     return write_car(out, [root], blocks)
 
 
@@ -56,8 +61,12 @@ def get_tree(reader: DagReader, root: CID, path: str, out: Path, progress: bool 
     """Save the file or directory at ``root/path`` as ``out`` (kubo's ``ipfs get``).
 
     Everything is written under a temporary name beside ``out`` and renamed at the end, so
-    a failure (a missing block, a lying gateway) leaves nothing behind.  Returns the
-    number of file bytes written.
+    a failure (a missing block, a lying gateway) leaves nothing behind.  Nothing is ever
+    written through a path that exists already: a directory whose entries repeat a name
+    (a file and a symlink both called ``a``, say, which would let the file's bytes go
+    wherever the link points) or use an unsafe one is refused, and every file, folder and
+    link is created new (``O_EXCL``, ``O_NOFOLLOW``).  Returns the number of file bytes
+    written.
     """
     if out.exists() or out.is_symlink():
         raise FileExistsError(f"{out} already exists")
@@ -73,12 +82,20 @@ def get_tree(reader: DagReader, root: CID, path: str, out: Path, progress: bool 
                 block = reader.stat(cid)[0]
                 if block.kind == "directory":
                     dest.mkdir()
+                    names: set[str] = set()
                     for entry in reader.ls(cid):
-                        pending.append((entry.cid, dest / _safe_name(entry.name, cid)))
+                        name = _safe_name(entry.name, cid)
+                        if name in names:
+                            raise IntegrityError(
+                                f"directory {cid} has two entries named {shown(name)}"
+                            )
+                        names.add(name)
+                        pending.append((entry.cid, dest / name))
                 elif block.kind == "symlink":
                     os.symlink(block.unixfs.data or b"", dest)
                 else:
-                    with open(dest, "wb") as f:
+                    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+                    with open(fd, "wb") as f:
                         written += reader.read_to(_Counted(f, bar), cid)
         os.rename(partial, out)
     except BaseException:
@@ -103,10 +120,14 @@ class _Counted:
         return written
 
 
+#: Not following a symlink in the last part of a path, where the system can refuse it.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 def _safe_name(name: str, directory: CID) -> str:
     """A directory entry's name, refused when it could step outside the output folder."""
-    if not name or name in (".", "..") or "/" in name or "\x00" in name:
-        raise IntegrityError(f"directory {directory} has an unsafe entry name {name!r}")
+    if not name or name in (".", "..") or "/" in name or "\x00" in name or os.sep in name:
+        raise IntegrityError(f"directory {directory} has an unsafe entry name {shown(name)}")
     return name
 
 

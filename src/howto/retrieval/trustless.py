@@ -34,7 +34,14 @@ from multiformats import CID
 from ..blocks.chain import CidLike
 from ..errors import GatewayError, GatewayTimeout, IntegrityError, NotFoundError
 from ..formats.car import CARError, cid_length, read_car_raw
-from ..formats.cids import RAW_CID_PREFIX, cid_text, multihash_of, raw_cid, verify_raw
+from ..formats.cids import (
+    RAW_CID_PREFIX,
+    cid_text,
+    inline_data,
+    multihash_of,
+    raw_cid,
+    verify_raw,
+)
 from ..unixfs.resolver import BlockCache, Resolver
 
 #: Gateways that ask to wait are mentioned here, once each.
@@ -141,15 +148,19 @@ class Received:
         return self.where
 
     def get(self, cid: CidLike) -> bytes:
+        raw = raw_cid(cid)
         try:
-            return self.blocks[multihash_of(raw_cid(cid))]
+            return self.blocks[multihash_of(raw)]
         except KeyError:
+            if (carried := inline_data(raw)) is not None:  # never sent: the CID holds it
+                return carried
             raise IntegrityError(f"{self.where}: the reply lacks block {cid_text(cid)}") from None
 
     get_unverified = get
 
     def has(self, cid: CidLike) -> bool:
-        return multihash_of(raw_cid(cid)) in self.blocks
+        raw = raw_cid(cid)
+        return multihash_of(raw) in self.blocks or inline_data(raw) is not None
 
 
 class _Body:

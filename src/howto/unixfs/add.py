@@ -36,12 +36,17 @@ def _total_size(paths: Sequence[Path | str], hidden: bool) -> int:
             continue
         if path.is_file():
             total += path.stat().st_size
-        elif path.is_dir():
-            for root, dirs, files in os.walk(path):
-                if not hidden:
-                    dirs[:] = [d for d in dirs if not d.startswith(".")]
-                    files = [f for f in files if not f.startswith(".")]
-                total += sum(os.lstat(os.path.join(root, f)).st_size for f in files)
+        elif path.is_dir():  # a stack, not os.walk: it recurses per level before 3.12
+            folders = [path]
+            while folders:
+                with os.scandir(folders.pop()) as scan:
+                    for entry in scan:
+                        if not hidden and entry.name.startswith("."):
+                            continue
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append(Path(entry.path))
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_size
     return total
 
 

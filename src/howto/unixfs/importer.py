@@ -239,30 +239,58 @@ def walk(
     recursive: bool,
     progress: Callable[[int], object] | None = None,
 ) -> Iterator[tuple[Added, Node]]:
-    """Import ``path``; yield each entry after its content, the given path last."""
+    """Import ``path``; yield each entry after its content, the given path last.
+
+    Folders are walked with a stack of their own, not by recursion: a tree may nest
+    deeper than Python's call stack (a folder 1,500 levels deep is a valid input).
+    """
     st = os.lstat(path)  # symlinks are stored as links, never followed (kubo's default)
+    if not stat.S_ISDIR(st.st_mode):
+        node = _file_or_link(importer, path, st, progress)
+        yield Added(node.cid, name, node.filesize), node
+        return
+    if not recursive:
+        raise IsADirectoryError(f"{path} is a directory, use -r to add directories")
+    # per open folder: its name, the entries still to import, the links made so far, and
+    # the name its parent links it by
+    stack = [(name, _entries(importer, path), [], "")]
+    while stack:
+        folder, entries, links, link_name = stack[-1]
+        entry = next(entries, None)
+        if entry is None:  # the folder is complete: its node, then its parent's link
+            stack.pop()
+            node = importer.add_directory_links(links)
+            yield Added(node.cid, folder, node.filesize), node
+            if stack:
+                stack[-1][2].append(PBLink(node.cid, link_name, node.tsize))
+            continue
+        child, child_name = Path(entry.path), f"{folder}/{entry.name}"
+        st = os.lstat(child)
+        if stat.S_ISDIR(st.st_mode):
+            stack.append((child_name, _entries(importer, child), [], entry.name))
+            continue
+        node = _file_or_link(importer, child, st, progress)
+        yield Added(node.cid, child_name, node.filesize), node
+        links.append(PBLink(node.cid, entry.name, node.tsize))
+
+
+def _entries(importer: Importer, folder: Path) -> Iterator[os.DirEntry]:
+    """A folder's entries by name, hidden ones only if the options say so."""
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda e: e.name)
+    hidden = importer.options.hidden
+    return iter([e for e in entries if hidden or not e.name.startswith(".")])
+
+
+def _file_or_link(
+    importer: Importer, path: Path, st: os.stat_result, progress: Callable[[int], object] | None
+) -> Node:
     if stat.S_ISLNK(st.st_mode):
-        node = importer.add_symlink(os.readlink(path))
-    elif stat.S_ISDIR(st.st_mode):
-        if not recursive:
-            raise IsADirectoryError(f"{path} is a directory, use -r to add directories")
-        links = []
-        for entry in sorted(os.scandir(path), key=lambda e: e.name):
-            if entry.name.startswith(".") and not importer.options.hidden:
-                continue
-            child = None
-            for added, child in walk(
-                importer, Path(entry.path), f"{name}/{entry.name}", True, progress
-            ):
-                yield added, child
-            links.append(PBLink(child.cid, entry.name, child.tsize))
-        node = importer.add_directory_links(links)
-    elif stat.S_ISREG(st.st_mode):
+        return importer.add_symlink(os.readlink(path))
+    if stat.S_ISREG(st.st_mode):
         with open(path, "rb", buffering=0) as f:
-            node = importer.add_stream(f, progress)
-    else:
-        raise ValueError(f"{path} is neither a file, a directory nor a symlink")
-    yield Added(node.cid, name, node.filesize), node
+            return importer.add_stream(f, progress)
+    raise ValueError(f"{path} is neither a file, a directory nor a symlink")
 
 
 __all__ = [

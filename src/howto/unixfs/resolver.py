@@ -17,8 +17,17 @@ import dag_cbor
 from multiformats import CID
 
 from ..blocks.chain import BlockSource
-from ..errors import NotFoundError, PathNotSupportedError
-from ..formats.cids import DAG_CBOR, DAG_JSON, DAG_PB, RAW, RAW_CID_PREFIX, to_cid
+from ..errors import IntegrityError, NotFoundError, PathNotSupportedError
+from ..formats.cids import (
+    DAG_CBOR,
+    DAG_JSON,
+    DAG_PB,
+    RAW,
+    RAW_CID_PREFIX,
+    cid_text,
+    inline_data,
+    to_cid,
+)
 from ..formats.dagjson import decode as decode_dag_json
 from ..formats.dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
 from .hamt import shard_lookup_index
@@ -124,10 +133,15 @@ class Resolver:
         cid = as_cid(cid)
         if self.cache is not None and (hit := self.cache.get(cid)) is not None:
             return hit
-        data = self.source.get(cid)
+        data = inline_data(bytes(cid)) if cid.version == 1 else None
+        if data is None:  # an identity CID carries its block: no source is asked
+            data = self.source.get(cid)
         block = Block(cid, data)
         if cid.codec.code == DAG_PB:
-            block.node = decode_node(data)
+            try:
+                block.node = decode_node(data)
+            except ValueError as exc:  # it hashes right, so the DAG itself is malformed
+                raise IntegrityError(f"block {cid} is not valid dag-pb: {exc}") from None
             if block.node.data is not None:
                 try:
                     block.unixfs = decode_unixfs(block.node.data)
@@ -212,7 +226,7 @@ class Resolver:
             if depth >= HAMT_MAX_DEPTH:
                 raise ValueError(f"HAMT shard {block.cid} is nested deeper than its name hash")
             prefix = f"{shard_lookup_index(name, depth):02X}"
-            for link in block.node.links:
+            for link in _named_links(block):
                 if link.name == prefix + name:
                     return as_cid(link.hash)
                 if link.name == prefix:
@@ -223,64 +237,108 @@ class Resolver:
                 return None
 
     def size(self, block: Block) -> int:
-        """File size of a UnixFS file or raw block (0 for directories)."""
-        if block.cid.codec.code == RAW:
-            return len(block.data)
-        if block.unixfs is None:
-            return len(block.data)
+        """File size of a UnixFS file or raw block (0 for directories).
+
+        A file node's sizes are checked against each other first: its ``filesize`` must
+        be its own data plus its ``blocksizes``, one per link (``IntegrityError`` naming
+        the node if not).  Whether each child holds what its entry says is checked as the
+        child is read, so no size is believed that the bytes do not bear out.
+        """
         meta = block.unixfs
-        if meta.filesize is not None:
-            return meta.filesize
-        return len(meta.data or b"")
+        if block.cid.codec.code == RAW or meta is None:
+            return len(block.data)
+        if meta.type not in (UnixFSType.FILE, UnixFSType.RAW):
+            return meta.filesize if meta.filesize is not None else len(meta.data or b"")
+        links, sizes = len(block.node.links), len(meta.blocksizes)
+        if links != sizes:
+            raise IntegrityError(f"file node {block.cid} has {links} links but {sizes} block sizes")
+        total = len(meta.data or b"") + sum(meta.blocksizes)
+        if meta.filesize is not None and meta.filesize != total:
+            raise IntegrityError(
+                f"file node {block.cid} declares {meta.filesize} bytes but its data and "
+                f"block sizes add up to {total}"
+            )
+        return total
+
+    def _declared_size(self, block: Block) -> int:
+        """What a node says its file holds, unchecked: for listings, which show it."""
+        meta = block.unixfs
+        if block.cid.codec.code == RAW or meta is None:
+            return len(block.data)
+        return meta.filesize if meta.filesize is not None else len(meta.data or b"")
 
     def read(
         self, cid: CID | str | Block, offset: int = 0, length: int | None = None
     ) -> Iterator[bytes]:
-        """Stream a file's bytes from ``offset`` (``length`` bytes, or to the end)."""
-        end = None if length is None else offset + length
-        yield from self._read(cid if isinstance(cid, Block) else self.block(cid), offset, end)
+        """Stream a file's bytes from ``offset`` (``length`` bytes, or to the end).
+
+        Every node and leaf on the way must hold as many bytes as its parent says
+        (``IntegrityError`` naming the node if not), so the bytes given are exactly those
+        at the same offsets of a full read, and as many as the file's size promises.
+        """
+        block = cid if isinstance(cid, Block) else self.block(cid)
+        size = self.size(block)
+        end = size if length is None else min(size, offset + length)
+        given = 0
+        for piece in self._read(block, offset, end):
+            given += len(piece)
+            yield piece
+        if given != max(0, end - offset):  # cannot happen if every size was checked
+            raise IntegrityError(f"file {block.cid} gave {given} bytes, not {end - offset}")
 
     def _read(self, block: Block, start: int, end: int | None) -> Iterator[bytes]:
         # Depth first with a stack of its own, not recursion: a valid but hostile file can
-        # be thousands of levels deep.  Each entry yields the (child, start, end) still to
-        # read under one node, fetching a child only when its turn comes.
-        stack: list[Iterator[tuple[Block | bytes, int, int | None]]] = [iter([(block, start, end)])]
+        # be thousands of levels deep.  Each entry yields the (child, start, end, parent,
+        # size the parent gives it) still to read under one node, fetching a child only
+        # when its turn comes.
+        top: tuple[Block | bytes, int, int | None, Block | None, int] = (block, start, end, None, 0)
+        stack: list[Iterator[tuple[Block | bytes, int, int | None, Block | None, int]]]
+        stack = [iter([top])]
         while stack:
             item = next(stack[-1], None)
             if item is None:
                 stack.pop()
                 continue
-            block, start, end = item
-            if end is not None and end <= start:
-                continue
+            block, start, end, parent, expected = item
             if isinstance(block, bytes):  # a raw leaf's binary CID: its bytes are the file's
-                yield self.source.get(block)[start:end]
+                data = inline_data(block) if block[2] == 0 else None  # identity: no source
+                if data is None:
+                    data = self.source.get(block)
+                if len(data) != expected:
+                    raise _wrong_size(parent, to_cid(block), expected, len(data))
+                yield data[start:end]
                 continue
             if block.cid.codec.code == RAW:
+                if parent is not None and len(block.data) != expected:
+                    raise _wrong_size(parent, block.cid, expected, len(block.data))
                 yield block.data[start:end]
                 continue
             meta = block.unixfs
             if meta is None or meta.type not in (UnixFSType.FILE, UnixFSType.RAW):
                 kind = block.kind if meta is not None else block.cid.codec.name
                 raise IsADirectoryError(f"{block.cid} is a {kind}, not a file")
+            size = self.size(block)
+            if parent is not None and size != expected:
+                raise _wrong_size(parent, block.cid, expected, size)
             own = meta.data or b""
-            if start < len(own):
+            if start < len(own) and (end is None or start < end):
                 yield own[start:end]
             stack.append(self._file_parts(block, len(own), start, end))
 
     def _file_parts(
         self, block: Block, pos: int, start: int, end: int | None
-    ) -> Iterator[tuple[Block | bytes, int, int | None]]:
+    ) -> Iterator[tuple[Block | bytes, int, int | None, Block, int]]:
         """The children of a file node that hold bytes of [start, end), with the range
-        relative to each; ``pos`` is where the first child begins.  A raw leaf comes as
-        its binary CID: it needs no ``CID`` object (which costs more than hashing it)."""
-        for link, size in zip(block.node.links, block.unixfs.blocksizes, strict=False):
+        relative to each and the size the node gives it; ``pos`` is where the first child
+        begins.  A raw leaf comes as its binary CID: it needs no ``CID`` object (which
+        costs more than hashing it)."""
+        for link, size in zip(block.node.links, block.unixfs.blocksizes, strict=True):
             if end is not None and pos >= end:
                 break
             if pos + size > start:
                 raw = link.hash[:2] == RAW_CID_PREFIX and isinstance(link.hash, bytes)
                 child = link.hash if raw else self.block(link.hash)
-                yield child, max(0, start - pos), None if end is None else end - pos
+                yield child, max(0, start - pos), None if end is None else end - pos, block, size
             pos += size
 
     def cat(self, cid: CID | str) -> bytes:
@@ -295,7 +353,7 @@ class Resolver:
         entries = []
         for name, link_cid, tsize in links:
             child = self.block(link_cid)
-            size = self.size(child) if child.kind == "file" else tsize
+            size = self._declared_size(child) if child.kind == "file" else tsize
             entries.append(Entry(name, child.cid, size, child.kind))
         return entries
 
@@ -303,10 +361,10 @@ class Resolver:
         shard = block.unixfs.type == UnixFSType.HAMT_SHARD
         if not shard:
             for link in block.node.links:
-                yield link.name, as_cid(link.hash), link.tsize or 0
+                yield link.name or "", as_cid(link.hash), link.tsize or 0
             return
         # HAMT shards in order, with a stack rather than recursion (see ``_read``)
-        stack = [iter(block.node.links)]
+        stack = [iter(_named_links(block))]
         while stack:
             link = next(stack[-1], None)
             if link is None:
@@ -314,7 +372,7 @@ class Resolver:
             elif len(link.name) == 2:
                 if len(stack) >= HAMT_MAX_DEPTH:
                     raise ValueError(f"HAMT under {block.cid} is nested deeper than its hash")
-                stack.append(iter(_shard(self.block(link.hash)).node.links))
+                stack.append(iter(_named_links(_shard(self.block(link.hash)))))
             else:
                 yield link.name[2:], as_cid(link.hash), link.tsize or 0
 
@@ -353,7 +411,7 @@ class Resolver:
             children = self.links(block)
             if scope == "entity" and block.kind == "directory":
                 if block.unixfs.type == UnixFSType.HAMT_SHARD:
-                    links = block.node.links
+                    links = _named_links(block)
                     children = [as_cid(link.hash) for link in links if len(link.name) == 2]
                 else:
                     children = []
@@ -363,6 +421,13 @@ class Resolver:
                 children = []
             top = False
             stack.extend(reversed(children))
+
+
+def _wrong_size(parent: Block, child: CID, expected: int, held: int) -> IntegrityError:
+    return IntegrityError(
+        f"file node {parent.cid} says its child {cid_text(child)} holds {expected} bytes, "
+        f"but it holds {held}"
+    )
 
 
 def _cbor_links(value: object) -> Iterator[CID]:
@@ -392,6 +457,16 @@ def decode_ipld(block: Block) -> object:
         return dag_cbor.decode(block.data)
     except RecursionError:
         raise ValueError(f"IPLD block {block.cid} nests too deeply to decode") from None
+
+
+def _named_links(shard: Block) -> list:
+    """A HAMT shard's links, each checked to have a name (two hex digits for a sub-shard,
+    more for an entry): one without is malformed, not a crash."""
+    links = shard.node.links
+    for link in links:
+        if not link.name or len(link.name) < 2:
+            raise IntegrityError(f"HAMT shard {shard.cid} has a link without a proper name")
+    return links
 
 
 def _shard(block: Block) -> Block:
