@@ -42,6 +42,7 @@ from ..errors import (
     IpnsError,
     NotFoundError,
     PathNotSupportedError,
+    UnavailableError,
 )
 from ..formats.car import encode_header, section_head
 from ..formats.cids import (
@@ -273,6 +274,8 @@ def _failure(exc: Exception) -> type[web.HTTPException]:
     that do not match their CID or gateways behind this one failing, 500 otherwise."""
     if isinstance(exc, NotFoundError):
         return web.HTTPNotFound
+    if isinstance(exc, UnavailableError):  # 404 unless gateways behind this one were asked
+        return web.HTTPBadGateway if exc.remote else web.HTTPNotFound
     if isinstance(exc, IntegrityError | GatewayError):
         return web.HTTPBadGateway
     return web.HTTPInternalServerError
@@ -555,7 +558,7 @@ class Gateway:
         try:
             cids = Resolver(source).resolve(root, "/".join(segments))
             return source.has(cids[-1])
-        except NotFoundError:
+        except (NotFoundError, UnavailableError):
             return False
 
     async def serve(

@@ -29,7 +29,13 @@ import aiohttp
 from multiformats import CID
 
 from ..blocks.chain import CidLike
-from ..errors import GatewayError, GatewayTimeout, IntegrityError, NotFoundError
+from ..errors import (
+    GatewayError,
+    GatewayTimeout,
+    IntegrityError,
+    NotFoundError,
+    PathNotFoundError,
+)
 from ..formats.car import CARError, read_car_raw
 from ..formats.cids import RAW_CID_PREFIX, cid_text, multihash_of, raw_cid, verify_raw
 from ..unixfs.resolver import BlockCache, Resolver
@@ -447,8 +453,8 @@ class GatewayBlocks:
             received = Received(blocks, f"{self}, {what}")
             try:
                 cids = Resolver(received, cache).resolve(root, path)
-            except NotFoundError as exc:
-                raise NotFoundError(f"{exc} ({self})") from None
+            except PathNotFoundError as exc:  # the reply's verified blocks prove it absent
+                raise PathNotFoundError(f"{exc} ({self})") from None
             received.get(cids[-1])  # every scope includes the target's own block
             self._roots(response, cids, what)
         finally:
