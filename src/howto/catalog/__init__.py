@@ -1,7 +1,8 @@
 """Catalogs: intake catalogs as data.
 
 ``versions`` is the index of pinned versions, ``build`` makes and pins content-addressed
-versions of a catalog, ``pinned`` opens one safely.  The catalog files themselves ship as
+versions of a catalog (``download`` fetches its remote data when asked), ``pinned`` opens
+one safely.  The catalog files themselves ship as
 ``howto.catalogs``.  Imports every layer below ``gateway``.
 """
 
@@ -12,13 +13,19 @@ __all__, __getattr__, __dir__ = exports(
     {
         "build": [
             "PROFILE",
+            "Built",
             "Dataset",
+            "Totals",
             "build_ipfs_catalog",
+            "convert_catalog",
+            "convert_tree",
             "datasets",
             "pin_version",
             "stage_ipfs_tree",
+            "url_kind",
             "walk_catalog",
         ],
+        "download": ["Fetched", "download_file", "download_zarr", "is_fetchable_url"],
         "pinned": [
             "MAX_CATALOG_BYTES",
             "MAX_DEPTH",
