@@ -294,3 +294,21 @@ def test_the_command_prints_the_cid_and_the_totals(served, tmp_path) -> None:
     assert failed.returncode == 1
     assert failed.stderr.startswith("howto catalog build: error: ")
     assert "Repr-Digest" in failed.stderr.splitlines()[-1]
+
+
+def test_an_ipfs_entry_whose_cid_does_not_parse_stops_the_build(served, tmp_path) -> None:
+    root = foreign_tree(tmp_path / "cat", served.url)
+    doc = yaml.safe_load(root.read_text())
+    doc["sources"]["pinned_v0"]["args"]["urlpath"] = "ipfs://Qm123notacid/x.zarr"
+    root.write_text(yaml.safe_dump(doc))
+    with pytest.raises(CatalogError, match=r"catalog.yml: entry 'pinned_v0': .*Qm123notacid"):
+        convert_tree(root, tmp_path / "out")
+
+
+def test_a_zarr_store_without_consolidated_metadata_cannot_be_fetched(served, tmp_path) -> None:
+    from howto.catalog.download import download_zarr
+
+    (served.folder / "data" / "sonde.zarr" / ".zmetadata").unlink()
+    with pytest.raises(CatalogError, match="no .zmetadata, so the store cannot be listed"):
+        download_zarr(f"{served.url}/data/sonde.zarr", tmp_path / "z.zarr", progress=False)
+    assert not (tmp_path / "z.zarr").exists()
