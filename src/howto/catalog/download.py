@@ -124,11 +124,27 @@ def _verify(path: Path, size: int, digests: list[tuple[str, str, str]], url: str
                 h.update(piece)
     for name, expected, header in digests:
         if hashes[name].hexdigest() != expected:
+            path.unlink()  # complete and wrong: nothing to continue from
             raise CatalogError(
                 f"{url}: the {name} of the {size} bytes received does not match the "
                 f"server's {header} ({expected})"
             )
     return "size, " + ", ".join(f"{name} from {header}" for name, _, header in digests)
+
+
+def _finish(
+    part: Path, target: Path, size: int, digests: list[tuple[str, str, str]], url: str
+) -> Fetched:
+    """Check the received ``part``; only then does it become ``target``."""
+    note = part.with_name(part.name + ".json")
+    try:
+        checked = _verify(part, size, digests, url)
+    finally:
+        if not part.exists():  # dropped as wrong: its validator goes too
+            note.unlink(missing_ok=True)
+    part.replace(target)
+    note.unlink(missing_ok=True)
+    return Fetched(target, size, checked)
 
 
 def _validator(headers: object) -> str | None:
@@ -170,10 +186,7 @@ def download_file(
             total = _UNSATISFIED.fullmatch(exc.headers.get("Content-Range") or "")
             if total and int(total.group(1)) == have:  # the earlier run received it all
                 digests = _digests(exc.headers, whole_body=False)
-                checked = _verify(part, have, digests, url)
-                part.replace(target)
-                note.unlink(missing_ok=True)
-                return Fetched(target, have, checked)
+                return _finish(part, target, have, digests, url)
             part.unlink()  # the file changed under us: start again
             return download_file(url, target, progress, missing_ok)
         raise CatalogError(f"{url}: HTTP {exc.code} {exc.reason}") from None
@@ -212,10 +225,7 @@ def download_file(
                     bar.update(len(piece))
             except (http.client.HTTPException, OSError):
                 pass  # what arrived is kept: the size check below says how much is missing
-    checked = _verify(part, size, digests, url)
-    part.replace(target)
-    note.unlink(missing_ok=True)
-    return Fetched(target, size, checked)
+    return _finish(part, target, size, digests, url)
 
 
 def _safe_key(key: str, url: str) -> PurePosixPath:
