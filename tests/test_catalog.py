@@ -283,7 +283,7 @@ def test_a_cid_nobody_provides_fails_fast_with_the_embedded_gateway(form) -> Non
     with pytest.raises(UnavailableError) as info:  # nobody has it: not known to be absent
         howto.get_intake_catalog(text)
     assert time.monotonic() - start < 10
-    assert cid in str(info.value) and "not found" in str(info.value)
+    assert cid in str(info.value) and "is not available" in str(info.value)
 
 
 class SilentGateway:

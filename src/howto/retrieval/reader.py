@@ -191,11 +191,10 @@ class DagReader:
                 try:
                     reply = self._car(cids[-1], rest, scope)
                 except UnavailableError:
-                    if not self.chain.remote:
-                        raise
                     # A gateway's 404 for a path cannot say whether a name is absent or
                     # a block is missing.  The node itself, asked for by its CID, can:
-                    # its links prove the name absent, or it is what is unavailable.
+                    # its links prove the name absent, or it is what is unavailable
+                    # (and the error then names that block).
                     cid, used = Resolver(self.chain, self.cache).step(cids[-1], segments, used)
                     cids.append(cid)
                     continue
