@@ -21,7 +21,7 @@ import howto
 from howto.blocks.bundled import bundled_car_files
 from howto.blocks.chain import CarBlocks, Chain, MappingBlocks
 from howto.blocks.repo import Repo
-from howto.errors import GatewayError, IntegrityError, NotFoundError
+from howto.errors import GatewayError, IntegrityError, NotFoundError, UnavailableError
 from howto.gateway import serve
 from howto.retrieval.discovery import configured_gateway, configured_gateways
 from howto.retrieval.reader import DagReader
@@ -298,5 +298,6 @@ def test_xarray_through_a_lying_gateway_raises_integrity_error(liar, remote, mon
     fs = VerifiedIPFSFileSystem(gateway_addr=liar.url, timeout=10, skip_instance_cache=True)
     with pytest.raises(IntegrityError, match="does not match"):
         fs.cat(f"{root}/sub/note.txt")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(UnavailableError) as nowhere:  # no copy anywhere: not "absent"
         VerifiedIPFSFileSystem(offline=True, skip_instance_cache=True).cat(f"{root}/big.bin")
+    assert not isinstance(nowhere.value, FileNotFoundError) and str(root) in str(nowhere.value)

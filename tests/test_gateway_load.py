@@ -21,7 +21,7 @@ import pytest
 import xarray as xr
 
 from howto.blocks.repo import Repo
-from howto.errors import GatewayError, NotFoundError
+from howto.errors import GatewayError, NotFoundError, UnavailableError
 from howto.formats.cids import RAW, cid_bytes, to_cid
 from howto.fs import GatewayTimeout, VerifiedIPFSFileSystem
 from howto.gateway import serve
@@ -163,13 +163,13 @@ def test_timeout_from_the_environment(silent_gateway, monkeypatch):
 def test_not_found_and_timeout_are_told_apart(url, silent_gateway, site):
     absent = some_cid()
     honest = fresh(url, timeout=10)
-    with pytest.raises(NotFoundError) as missing:
+    with pytest.raises(UnavailableError) as missing:  # no source has it: not "absent"
         honest.cat(f"ipfs://{absent}")
-    assert isinstance(missing.value, FileNotFoundError)
-    assert not isinstance(missing.value, GatewayTimeout)
+    assert not isinstance(missing.value, FileNotFoundError | GatewayTimeout)
     assert absent in str(missing.value) and url in str(missing.value)
-    assert not honest.exists(f"ipfs://{absent}")  # absent: a plain False
-    assert not honest.exists(f"ipfs://{site.root}/no-such-name")
+    with pytest.raises(UnavailableError):  # unknown: an error, never a False
+        honest.exists(f"ipfs://{absent}")
+    assert not honest.exists(f"ipfs://{site.root}/no-such-name")  # absent: a plain False
     with pytest.raises(GatewayTimeout):  # unknown: an error, never a False
         fresh(silent_gateway).exists(f"ipfs://{absent}")
 

@@ -24,7 +24,7 @@ from multiformats import CID
 
 from howto import fs as howto_fs
 from howto.blocks.repo import Repo
-from howto.errors import NotFoundError
+from howto.errors import NotFoundError, UnavailableError
 from howto.formats.cids import RAW, cid_bytes, to_cid
 from howto.fs import VerifiedIPFSFileSystem
 from howto.gateway import serve
@@ -149,12 +149,15 @@ def test_exists_and_not_found(vfs, site):
     assert vfs.exists(f"{site.root}/names/{shard_name(5)}")
     assert not vfs.exists(f"{site.root}/missing.txt")
     assert not vfs.exists(f"{site.root}/names/missing.dat")
-    absent = to_cid(cid_bytes(b"nobody has this", RAW, 1))
-    assert not vfs.exists(f"ipfs://{absent}")
     with pytest.raises(NotFoundError, match="missing.txt"):
         vfs.cat(f"{site.root}/missing.txt")
-    with pytest.raises(FileNotFoundError):
-        vfs.info(str(absent))
+    # A CID no source holds is not known to be absent: an error, never a False.
+    nowhere = to_cid(cid_bytes(b"nobody has this", RAW, 1))
+    with pytest.raises(UnavailableError):
+        vfs.exists(f"ipfs://{nowhere}")
+    with pytest.raises(UnavailableError) as info:
+        vfs.info(str(nowhere))
+    assert not isinstance(info.value, FileNotFoundError)
 
 
 def test_hamt_directory(vfs, site):

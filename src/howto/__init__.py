@@ -19,6 +19,7 @@ from .errors import (
     HowtoError,
     IntegrityError,
     NotFoundError,
+    UnavailableError,
 )
 from .lazy import exports
 
@@ -45,6 +46,7 @@ __all__ = [
     "HowtoError",
     "IntegrityError",
     "NotFoundError",
+    "UnavailableError",
     "__version__",
     *_lazy,
 ]

@@ -300,14 +300,19 @@ def _cmd_routing_put(args: argparse.Namespace) -> int:
 def _cmd_catalog_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .catalog.build import build_ipfs_catalog, pin_version
+    from .catalog.build import convert_catalog, pin_version
 
     classic = Path(args.catalog) if args.catalog else None
     if args.pin:
         entry = pin_version(args.pin, args.note or "", classic=classic)
         print(f"pinned {entry.version}: {entry.cid}")
-    else:
-        print(build_ipfs_catalog(classic, only_hash=args.only_hash))
+        return 0
+    downloads = Path(args.downloads) if args.downloads else None
+    built = convert_catalog(
+        classic, None, args.only_hash, args.fetch_remote, downloads, progress=True
+    )
+    print(built.root)
+    print(built.totals, file=sys.stderr)
     return 0
 
 
@@ -431,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--only-hash", action="store_true", help="compute the CID only")
     p.add_argument("--pin", metavar="VERSION", help="record it as a new pinned version")
     p.add_argument("--note", help="what changed, for the versions index")
+    p.add_argument(
+        "--fetch-remote", action="store_true", help="download https:// files and zarr, add them"
+    )
+    p.add_argument("--downloads", metavar="DIR", help="keep downloads here (resumable)")
     p.set_defaults(func=_cmd_catalog_build)
     p = catalog_sub.add_parser(
         "check", help="verified, location or refused: each entry of a tree", parents=[network]

@@ -15,7 +15,32 @@ class IntegrityError(HowtoError):
 
 
 class NotFoundError(HowtoError, FileNotFoundError):
-    """Content that no available source provides (a ``FileNotFoundError`` for fsspec)."""
+    """Absent: a block one source does not hold, or a name a directory does not hold.
+
+    A ``FileNotFoundError``, so fsspec, zarr and intake treat it as a missing file (zarr
+    reads an optional key that way).  A block that *no* source of a chain provides is an
+    ``UnavailableError`` instead: nothing says that the data are absent.
+    """
+
+
+class PathNotFoundError(NotFoundError):
+    """A name that a verified node (a directory, a HAMT shard, a DAG-CBOR map) does not
+    hold: absent for certain, whoever is asked, since the node's CID fixes its links."""
+
+
+class UnavailableError(HowtoError):
+    """A block that no source could provide: not absent, only not to be had now.
+
+    Deliberately neither a ``FileNotFoundError`` nor a ``KeyError``: zarr, xarray and
+    intake take those for "no such key" and would read on (a missing group, fill values),
+    so this one reaches the caller with its reason.  ``tried`` lists each source asked
+    and what it said; ``remote`` is true when gateways were among them (a gateway serving
+    from a chain without any answers 404, one that asked others 502, as the path gateway
+    specification says).
+    """
+
+    tried: tuple[tuple[str, str], ...] = ()
+    remote: bool = False
 
 
 class GatewayError(HowtoError):
@@ -91,9 +116,11 @@ __all__ = [
     "IpnsError",
     "IntegrityError",
     "NotFoundError",
+    "PathNotFoundError",
     "PathNotSupportedError",
     "UnverifiedDataWarning",
     "SHOWN_CHARS",
     "printable",
     "shown",
+    "UnavailableError",
 ]

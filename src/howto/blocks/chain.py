@@ -12,8 +12,9 @@ A ``Chain`` asks its sources in order: local ones first, then gateways.  A sourc
 lacks the block, fails, does not answer in time, or holds a copy that does not match the
 CID (a damaged file, an overwritten object) passes the request on, so the true bytes come
 from any other copy; when none can answer, one error names every source and what it said
-(an ``IntegrityError`` when any copy was wrong).  Blocks a chain fetches from a
-remote source can be kept in a store, as kubo keeps what it fetches.
+(an ``IntegrityError`` when any copy was wrong, an ``UnavailableError`` when none had it:
+one source lacking a block is absence, every source lacking it is not).  Blocks a chain
+fetches from a remote source can be kept in a store, as kubo keeps what it fetches.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from typing import Any, Protocol, runtime_checkable
 
 from multiformats import CID
 
-from ..errors import GatewayError, IntegrityError, NotFoundError
+from ..errors import (
+    GatewayError,
+    IntegrityError,
+    NotFoundError,
+    PathNotFoundError,
+    UnavailableError,
+)
 from ..formats.car import read_car_raw
 from ..formats.cids import DAG_PB, cid_text, inline_data, multihash_of, raw_cid, verify_raw
 
@@ -222,7 +229,7 @@ class Chain:
         for source in self.local:
             try:
                 return source.get(cid) if verified else source.get_unverified(cid)
-            except NotFoundError as exc:
+            except (NotFoundError, UnavailableError) as exc:
                 failures.append((source, exc))
             except IntegrityError as exc:  # a wrong copy: say so, then try the others
                 said = str(exc) if str(source) in str(exc) else f"{source}: {exc}"
@@ -245,13 +252,17 @@ class Chain:
     ) -> Any:
         """``call`` on each remote source in turn until one answers; else one error.
 
-        ``failures`` are what earlier (local) sources said, for that error's message.
+        ``failures`` are what earlier (local) sources said, for that error's message.  A
+        source whose verified blocks prove a name absent (``PathNotFoundError``) ends the
+        search: no other source can hold a different directory under the same CID.
         """
         failures = list(failures or [])
         for source in self.remote:
             try:
                 return call(source)
-            except (NotFoundError, GatewayError, IntegrityError) as exc:
+            except PathNotFoundError:
+                raise
+            except _PASS_ON as exc:
                 failures.append((source, exc))
         raise combined_error(what, failures, self)
 
@@ -266,7 +277,9 @@ class Chain:
         for source in self.remote:
             try:
                 return await call(source)
-            except (NotFoundError, GatewayError, IntegrityError) as exc:
+            except PathNotFoundError:
+                raise
+            except _PASS_ON as exc:
                 failures.append((source, exc))
         raise combined_error(what, failures, self)
 
@@ -278,14 +291,19 @@ class Chain:
                     txn.put(cid, data)
 
 
+#: What a source may answer that passes the request on to the next one.
+_PASS_ON = (NotFoundError, UnavailableError, GatewayError, IntegrityError)
+
+
 def combined_error(what: str, failures: list[tuple[object, Exception]], chain: object) -> Exception:
     """One error for a request every source failed: each source and what it said.
 
     The type is the most telling one seen: a lie (``IntegrityError``) above a failure to
-    answer (``GatewayError``) above plain absence (``NotFoundError``).
+    answer (``GatewayError``) above every source lacking it (``UnavailableError``, which
+    is not a ``FileNotFoundError``: nobody said the data do not exist).
     """
     if not failures:
-        return NotFoundError(f"{what}: no source to ask (sources: {chain})")
+        return unavailable(f"{what}: no source to ask (sources: {chain})", [], chain)
     said = "; ".join(f"{source}: {_reason(exc, what)}" for source, exc in failures)
     for kind in (IntegrityError, GatewayError):
         worst = [exc for _, exc in failures if isinstance(exc, kind)]
@@ -293,7 +311,17 @@ def combined_error(what: str, failures: list[tuple[object, Exception]], chain: o
             error = type(worst[0])(f"{what} could not be had. {said}")
             error.__dict__.update(worst[0].__dict__)
             return error
-    return NotFoundError(f"{what} is not available. {said}")
+    return unavailable(f"{what} is not available. {said}", failures, chain)
+
+
+def unavailable(
+    message: str, failures: list[tuple[object, Exception]], chain: object
+) -> UnavailableError:
+    """An ``UnavailableError`` with the sources asked and whether gateways were among them."""
+    error = UnavailableError(message)
+    error.tried = tuple((str(source), _reason(exc, "")) for source, exc in failures)
+    error.remote = bool(getattr(chain, "remote", None))
+    return error
 
 
 def _reason(exc: Exception, what: str) -> str:
@@ -311,4 +339,5 @@ __all__ = [
     "MappingBlocks",
     "Putter",
     "combined_error",
+    "unavailable",
 ]

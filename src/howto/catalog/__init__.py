@@ -1,9 +1,10 @@
 """Catalogs: intake catalogs as data.
 
 ``versions`` is the index of pinned versions, ``build`` makes and pins content-addressed
-versions of a catalog, ``parse`` reads catalog YAML as bounded data, ``policy`` judges each
-entry (verified, location, refused), ``pinned`` opens a tree safely.  The catalog files
-themselves ship as ``howto.catalogs``.  Imports every layer below ``gateway``.
+versions of a catalog (``download`` fetches its remote data when asked), ``parse`` reads
+catalog YAML as bounded data, ``policy`` judges each entry (verified, location, refused),
+``pinned`` opens a tree safely.  The catalog files themselves ship as ``howto.catalogs``.
+Imports every layer below ``gateway``.
 """
 
 from ..lazy import exports
@@ -12,16 +13,22 @@ __all__, __getattr__, __dir__ = exports(
     __name__,
     {
         "build": [
-            "Dataset",
             "PROFILE",
+            "Built",
+            "Dataset",
+            "Totals",
             "build_ipfs_catalog",
+            "convert_catalog",
+            "convert_tree",
             "datasets",
             "pin_version",
             "stage_ipfs_tree",
+            "url_kind",
             "walk_catalog",
         ],
         "check": ["Report", "Row", "VERDICTS"],
         "parse": ["CatalogLoader", "MARKS", "MAX_NUMBER_DIGITS", "structure_marks"],
+        "download": ["Fetched", "download_file", "download_zarr", "is_fetchable_url"],
         "pinned": [
             "CatalogFile",
             "ClosedEntry",

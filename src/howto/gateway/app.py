@@ -15,7 +15,7 @@ from aiohttp import web
 from multiformats import CID
 
 from ..blocks.chain import BlockSource, Chain
-from ..errors import NotFoundError, PathNotSupportedError
+from ..errors import NotFoundError, PathNotSupportedError, UnavailableError
 from ..formats.cids import CBOR, DAG_CBOR, DAG_JSON, DAG_PB, JSON, RAW, parse_cid
 from ..names.ipns import RecordStore
 from ..unixfs.resolver import BlockCache, Resolver
@@ -106,7 +106,7 @@ class Gateway:
         try:
             cids = Resolver(source).resolve(root, "/".join(segments))
             return source.has(cids[-1])
-        except NotFoundError:
+        except (NotFoundError, UnavailableError):
             return False
 
     async def serve(

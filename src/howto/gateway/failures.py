@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from ..errors import GatewayError, IntegrityError, NotFoundError
+from ..errors import GatewayError, IntegrityError, NotFoundError, UnavailableError
 
 #: One line per failed request: 4xx at INFO, 5xx at WARNING (shown on stderr by default).
 log = logging.getLogger("howto.gateway")
@@ -52,6 +52,8 @@ def _failure(exc: Exception) -> type[web.HTTPException]:
     that do not match their CID or gateways behind this one failing, 500 otherwise."""
     if isinstance(exc, NotFoundError):
         return web.HTTPNotFound
+    if isinstance(exc, UnavailableError):  # 404 unless gateways behind this one were asked
+        return web.HTTPBadGateway if exc.remote else web.HTTPNotFound
     if isinstance(exc, IntegrityError | GatewayError):
         return web.HTTPBadGateway
     return web.HTTPInternalServerError

@@ -41,7 +41,8 @@ class Blocks:
         return isinstance(self.source, BlockStore)
 
     def get(self, link: Link) -> bytes:
-        """The verified bytes of ``link``; ``NotFoundError`` when the backend lacks it."""
+        """The verified bytes of ``link``; ``NotFoundError`` when the backend lacks it
+        (``UnavailableError`` when the backend is a chain none of whose sources has it)."""
         return self.source.get(link.raw)
 
     def has(self, link: Link) -> bool:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from multiformats import CID
 
 from ..blocks.chain import Chain, CidLike
-from ..errors import IntegrityError, NotFoundError
+from ..errors import IntegrityError, NotFoundError, UnavailableError
 from ..formats.cids import RAW, to_cid
 from ..unixfs.resolver import Block, BlockCache, Entry, Resolver
 from .trustless import WINDOW_BYTES, CarReply, Received
@@ -42,7 +42,7 @@ class _Missing(Exception):
 
 
 class _LocalOnly:
-    """The local sources of a chain; a miss is ``_Missing``, not ``NotFoundError``."""
+    """The local sources of a chain; a miss is ``_Missing``, not ``UnavailableError``."""
 
     def __init__(self, chain: Chain) -> None:
         self.local = chain.local_only()
@@ -50,7 +50,7 @@ class _LocalOnly:
     def get(self, cid: CidLike) -> bytes:
         try:
             return self.local.get(cid)
-        except NotFoundError:
+        except (NotFoundError, UnavailableError):
             raise _Missing from None
 
 
@@ -176,7 +176,10 @@ class DagReader:
         """The CIDs along ``path`` (target last) and a resolver that can read the target.
 
         Segments through local or already verified nodes cost nothing; at the first
-        missing block, the gateways are asked for the rest of the path as one CAR.
+        missing block, the gateways are asked for the rest of the path as one CAR, and
+        when none sends it, for that block alone.  A name the verified nodes do not hold
+        is ``PathNotFoundError`` (a ``FileNotFoundError``); a block no source provides is
+        ``UnavailableError``.
         """
         cids = [to_cid(root)]
         segments = [s for s in path.split("/") if s]
@@ -186,7 +189,16 @@ class DagReader:
                 cid, used_now = self._local.step(cids[-1], segments, used)
             except _Missing:
                 rest = "/".join(segments[used:])
-                reply = self._car(cids[-1], rest, scope)
+                try:
+                    reply = self._car(cids[-1], rest, scope)
+                except UnavailableError:
+                    # A gateway's 404 for a path cannot say whether a name is absent or
+                    # a block is missing.  The node itself, asked for by its CID, can:
+                    # its links prove the name absent, or it is what is unavailable
+                    # (and the error then names that block).
+                    cid, used = Resolver(self.chain, self.cache).step(cids[-1], segments, used)
+                    cids.append(cid)
+                    continue
                 resolver = self._with(_Reply(reply, f"the reply for {cids[-1]}/{rest}", False))
                 resolver.resolve(cids[-1], rest)  # caches the verified nodes on the way
                 return resolver, cids + reply.cids[1:]

@@ -32,7 +32,13 @@ import aiohttp
 from multiformats import CID
 
 from ..blocks.chain import CidLike
-from ..errors import GatewayError, GatewayTimeout, IntegrityError, NotFoundError
+from ..errors import (
+    GatewayError,
+    GatewayTimeout,
+    IntegrityError,
+    NotFoundError,
+    PathNotFoundError,
+)
 from ..formats.car import CARError, cid_length, read_car_raw
 from ..formats.cids import (
     RAW_CID_PREFIX,
@@ -621,8 +627,8 @@ class GatewayBlocks:
             received = Received(blocks, f"{self}, {what}")
             try:
                 cids = Resolver(received, cache).resolve(root, path)
-            except NotFoundError as exc:
-                raise NotFoundError(f"{exc} ({self})") from None
+            except PathNotFoundError as exc:  # the reply's verified blocks prove it absent
+                raise PathNotFoundError(f"{exc} ({self})") from None
             received.get(cids[-1])  # every scope includes the target's own block
             self._roots(response, cids, what)
         finally:

@@ -17,7 +17,7 @@ import dag_cbor
 from multiformats import CID
 
 from ..blocks.chain import BlockSource
-from ..errors import IntegrityError, NotFoundError, PathNotSupportedError
+from ..errors import IntegrityError, PathNotFoundError, PathNotSupportedError
 from ..formats.cids import (
     DAG_CBOR,
     DAG_JSON,
@@ -182,7 +182,7 @@ class Resolver:
         self, block: Block, segments: list[str], used: int, root: CID, path: str
     ) -> tuple[CID, int]:
         """Walk map keys (and list indexes) inside one DAG-CBOR or DAG-JSON block until a
-        link; a missing key is ``NotFoundError``, a path ending on another kind of value
+        link; a missing key is ``PathNotFoundError``, a path ending on another kind of value
         ``PathNotSupportedError``."""
         value = decode_ipld(block)
         for i in range(used, len(segments)):
@@ -192,7 +192,9 @@ class Resolver:
             elif isinstance(value, list) and name.isdigit() and int(name) < len(value):
                 value = value[int(name)]
             else:
-                raise NotFoundError(f"no link named {name!r} under {block.cid} (in {root}/{path})")
+                raise PathNotFoundError(
+                    f"no link named {name!r} under {block.cid} (in {root}/{path})"
+                )
             if isinstance(value, CID):
                 return to_cid(value), i + 1
         kind = type(value).__name__
@@ -203,8 +205,8 @@ class Resolver:
 
     def _child(self, block: Block, name: str, root: CID, path: str) -> CID:
         # The message is built only on failure: formatting CIDs is slow.
-        def missing() -> NotFoundError:
-            return NotFoundError(f"no link named {name!r} under {block.cid} (in {root}/{path})")
+        def missing() -> PathNotFoundError:
+            return PathNotFoundError(f"no link named {name!r} under {block.cid} (in {root}/{path})")
 
         if block.node is None:
             raise missing()
