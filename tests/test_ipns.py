@@ -117,9 +117,9 @@ def test_keys_stay_private_and_higher_sequences_win(tmp_path):
     key = keys.load("demo")
     records.put(create_record(key, "/ipfs/bafkqaaa", 2), name)
     with pytest.raises(IpnsError, match="newer"):
-        records.put(create_record(key, "/ipfs/bafkqaab", 1), name)
-    records.put(create_record(key, "/ipfs/bafkqaac", 3), name)
-    assert records.get(name).value == "/ipfs/bafkqaac"
+        records.put(create_record(key, "/ipfs/bafkqaalc", 1), name)
+    records.put(create_record(key, "/ipfs/bafkqaald", 3), name)
+    assert records.get(name).value == "/ipfs/bafkqaald"
     records.file(name).write_bytes(records.raw(name)[:-1])  # damaged on disk
     with pytest.raises(IpnsError):
         records.get(name)
