@@ -14,13 +14,16 @@ secp256k1 (2) the 33-byte compressed point        ECDSA over SHA-256, DER-encode
 ECDSA (3)     PKIX DER of a P-256 key             ECDSA over SHA-256, DER-encoded
 ============  ==================================  ==========================================
 
+(The spec says only "ASN.1 DER" for ECDSA; its test vector and go-libp2p use PKIX.)
+
 A name is the multihash of that protobuf (peer-ids spec, "Peer Ids"): the protobuf itself
 (``identity``) when it has at most 42 bytes (Ed25519, secp256k1), its sha2-256 otherwise
 (RSA, ECDSA); a hashed key must then travel inside the record (field 7), and must hash to
-the name.  Two things in the field go beyond the spec, and are accepted because real
-implementations produce them: js-libp2p (``@libp2p/crypto``) names ECDSA keys by the
-identity multihash although they are longer than 42 bytes, and signs with them in the
-fixed-size ``r || s`` form that WebCrypto gives, not in DER.
+the name.  js-libp2p (``@libp2p/crypto`` 5) does ECDSA its own way, and its records are
+accepted too: it encodes the public key as an RFC 5915 ``ECPrivateKey`` structure without
+the private part (version 1, the curve's OID, the uncompressed point), names the key by
+the identity multihash although it is longer than 42 bytes, and signs in the fixed-size
+``r || s`` form that WebCrypto gives rather than in DER.
 
 RSA keys are accepted from 2048 bits (go-libp2p's minimum) to 4096 bits: a larger key
 costs its verifier more work for no gain, so it is refused before any signature is
@@ -79,6 +82,10 @@ MAX_NAME_KEY = 95
 IDENTITY, SHA2_256 = 0x00, 0x12
 LIBP2P_KEY = 0x72
 _COMPRESSED_POINT = 33
+# js-libp2p's ECDSA P-256 public key: SEQUENCE {INTEGER 1, [0] {OID prime256v1},
+# [1] {BIT STRING 04 || X || Y}}, in DER; only the 64 bytes of X and Y vary.
+_JS_P256_PREFIX = bytes.fromhex("3055020101a00a06082a8648ce3d030107a14403420004")
+_P256_COORDINATES = 64
 
 PrivateKey = Ed25519PrivateKey | rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 _Verifier = Ed25519PublicKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -175,6 +182,9 @@ def _verifier(kind: int, data: bytes) -> _Verifier:
             if len(data) != _COMPRESSED_POINT:
                 raise ValueError(f"{len(data)} bytes, not a 33-byte compressed point")
             return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), data)
+        if kind == ECDSA and _is_js_p256(data):
+            point = b"\x04" + data[len(_JS_P256_PREFIX) :]
+            return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
         key = load_der_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise IpnsError(f"the {name} public key cannot be read: {exc}") from None
@@ -192,6 +202,12 @@ def _verifier(kind: int, data: bytes) -> _Verifier:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise IpnsError("the ECDSA public key is not on the P-256 curve")
     return key
+
+
+def _is_js_p256(data: bytes) -> bool:
+    return len(data) == len(_JS_P256_PREFIX) + _P256_COORDINATES and data.startswith(
+        _JS_P256_PREFIX
+    )
 
 
 def public_key(key: PrivateKey | _Verifier) -> PublicKey:
