@@ -5,14 +5,14 @@ A key travels as a small protobuf, ``PublicKey {Type = 1; Data = 2}`` (libp2p pe
 spec, "Keys"), written in one canonical way: the type, then the data, nothing else.
 ``Data`` depends on the type:
 
-============  ==================================  ==========================================
-type          ``Data``                            signature over a message
-============  ==================================  ==========================================
-RSA (0)       PKIX (SubjectPublicKeyInfo) DER     RSASSA-PKCS1-v1_5 with SHA-256
-Ed25519 (1)   the 32 raw bytes                    Ed25519 (RFC 8032)
-secp256k1 (2) the 33-byte compressed point        ECDSA over SHA-256, DER-encoded
-ECDSA (3)     PKIX DER of a P-256 key             ECDSA over SHA-256, DER-encoded
-============  ==================================  ==========================================
+==============  ==================================  ==========================================
+type            ``Data``                            signature over a message
+==============  ==================================  ==========================================
+RSA (0)         PKIX (SubjectPublicKeyInfo) DER     RSASSA-PKCS1-v1_5 with SHA-256
+Ed25519 (1)     the 32 raw bytes                    Ed25519 (RFC 8032)
+secp256k1 (2)   the 33-byte compressed point        ECDSA over SHA-256, DER-encoded
+ECDSA (3)       PKIX DER of a P-256 key             ECDSA over SHA-256, DER-encoded
+==============  ==================================  ==========================================
 
 (The spec says only "ASN.1 DER" for ECDSA; its test vector and go-libp2p use PKIX.)
 
