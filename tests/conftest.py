@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,7 +11,14 @@ import pytest
 
 HERE = Path(__file__).parent
 ORACLE_DIR = HERE / ".oracle"
-ORACLE_PACKAGES = ["ipfs-unixfs-importer@17.1.1", "blockstore-core@7.0.1"]
+ORACLE_PACKAGES = [
+    "ipfs-unixfs-importer@17.1.1",
+    "blockstore-core@7.0.1",
+    # js-ipns and the keys it signs with (all run on node 20)
+    "ipns@10.1.6",
+    "@libp2p/crypto@5.2.0",
+    "multiformats@13.4.2",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -53,22 +61,31 @@ class Oracle:
         return self.cids(path, **kwargs)[0]
 
 
-def install_oracle() -> Path:
-    """Install the pinned npm importer into tests/.oracle (ignored by git) when missing.
+def _installed(package: str) -> bool:
+    """Whether ``name@version`` is installed in tests/.oracle at that version."""
+    name, _, version = package.rpartition("@")
+    manifest = ORACLE_DIR / "node_modules" / name / "package.json"
+    return manifest.exists() and json.loads(manifest.read_text()).get("version") == version
 
-    Returns the script to run; the benchmarks call this too.
+
+def install_oracle() -> Path:
+    """Install the pinned npm packages into tests/.oracle (ignored by git) when one is
+    missing or at another version, and copy the scripts of tests/oracle beside them.
+
+    Returns the importer's script; the benchmarks call this too.
     """
-    marker = ORACLE_DIR / "node_modules" / "ipfs-unixfs-importer" / "package.json"
-    if not marker.exists():
+    if not all(map(_installed, ORACLE_PACKAGES)):
         ORACLE_DIR.mkdir(exist_ok=True)
         (ORACLE_DIR / "package.json").write_text('{"name": "howto-oracle", "private": true}\n')
         subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--silent", *ORACLE_PACKAGES],
+            ["npm", "install", "--no-audit", "--no-fund", "--silent", "--save-exact"]
+            + ORACLE_PACKAGES,
             cwd=ORACLE_DIR,
             check=True,
             timeout=900,
         )
-    shutil.copy(HERE / "oracle" / "oracle.mjs", ORACLE_DIR / "oracle.mjs")
+    for script in (HERE / "oracle").glob("*.mjs"):
+        shutil.copy(script, ORACLE_DIR / script.name)
     return ORACLE_DIR / "oracle.mjs"
 
 
@@ -77,3 +94,10 @@ def oracle() -> Oracle:
     """The npm importer, installed once per session."""
     install_oracle()
     return Oracle(ORACLE_DIR)
+
+
+@pytest.fixture(scope="session")
+def js_ipns() -> Path:
+    """js-ipns's script (tests/oracle/ipns.mjs), installed once per session."""
+    install_oracle()
+    return ORACLE_DIR / "ipns.mjs"

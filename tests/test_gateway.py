@@ -13,6 +13,7 @@ import random
 import socket
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import fsspec
@@ -20,6 +21,8 @@ import ipfsspec
 import numpy as np
 import pytest
 import xarray as xr
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from multiformats import CID
 
 from howto.blocks.repo import Repo
@@ -29,6 +32,7 @@ from howto.formats.cids import RAW, cid_bytes, to_cid
 from howto.formats.dagpb import UnixFSType, decode_node, decode_unixfs
 from howto.fs import VerifiedIPFSFileSystem
 from howto.gateway import serve
+from howto.names.ipns import RecordStore, create_record, name_of, name_text
 from howto.unixfs.add import add
 
 CHUNK = 262144
@@ -511,3 +515,31 @@ def test_tar_of_a_folder_holds_its_files(url, site):
     with tarfile.open(fileobj=io.BytesIO(body)) as archive:
         files = {m.name: archive.extractfile(m).read() for m in archive if m.isfile()}
     assert files == {f"{site.sub}/nested.txt": NESTED}
+
+
+def test_ipns_chains_and_loops_at_the_gateway(tmp_path):
+    """An /ipns/ name whose record points at another name is served from the end of the
+    chain (cached no longer than its shortest TTL); names that point at each other are a
+    one-line 502 naming the loop."""
+    repo = Repo(tmp_path / "repo")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "a.txt").write_bytes(HELLO)
+    root = add_tree(tmp_path / "site", repo)
+    records = RecordStore(repo.path)
+    first, second = Ed25519PrivateKey.generate(), ec.generate_private_key(ec.SECP256K1())
+    loop_a, loop_b = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+
+    def put(key, value: str, minutes: int = 60) -> None:
+        records.put(create_record(key, value, 0, ttl=timedelta(minutes=minutes)), name_of(key))
+
+    put(first, f"/ipns/{name_text(name_of(second))}", 60)
+    put(second, f"/ipfs/{root}", 7)
+    put(loop_a, f"/ipns/{name_text(name_of(loop_b))}")
+    put(loop_b, f"/ipns/{name_text(name_of(loop_a))}")
+    with serve(repo) as base:
+        status, headers, body = fetch(f"{base}/ipns/{name_text(name_of(first))}/a.txt")
+        assert (status, body) == (200, HELLO)
+        assert "max-age=420" in headers["Cache-Control"]
+        status, _, body = fetch(f"{base}/ipns/{name_text(name_of(loop_a))}/a.txt")
+        assert status == 502 and body.count(b"\n") == 1 and b"loop" in body
+        assert name_text(name_of(loop_b)).encode() in body

@@ -22,6 +22,7 @@ from howto.blocks.repo import Repo
 from howto.errors import IpnsError, NotFoundError
 from howto.gateway import serve
 from howto.names.ipns import (
+    MAX_DEPTH,
     KeyStore,
     RecordStore,
     create_record,
@@ -30,6 +31,7 @@ from howto.names.ipns import (
     parse_duration,
     parse_name,
     resolve,
+    resolve_path,
     verify_record,
 )
 from howto.retrieval.sources import default_chain
@@ -117,9 +119,9 @@ def test_keys_stay_private_and_higher_sequences_win(tmp_path):
     key = keys.load("demo")
     records.put(create_record(key, "/ipfs/bafkqaaa", 2), name)
     with pytest.raises(IpnsError, match="newer"):
-        records.put(create_record(key, "/ipfs/bafkqaab", 1), name)
-    records.put(create_record(key, "/ipfs/bafkqaac", 3), name)
-    assert records.get(name).value == "/ipfs/bafkqaac"
+        records.put(create_record(key, "/ipfs/bafkqaalc", 1), name)
+    records.put(create_record(key, "/ipfs/bafkqaald", 3), name)
+    assert records.get(name).value == "/ipfs/bafkqaald"
     records.file(name).write_bytes(records.raw(name)[:-1])  # damaged on disk
     with pytest.raises(IpnsError):
         records.get(name)
@@ -207,3 +209,67 @@ def test_ipns_urls_resolve_through_a_gateway(tmp_path, howto_repo, monkeypatch):
             fresh.cat(f"ipns://{name_text(name)}/data.txt")
     with pytest.raises(NotFoundError):
         resolve(name, default_chain(offline=True))
+
+
+# --- /ipns/ -> /ipns/ chains ------------------------------------------------------------------
+
+
+def publish_chain(records: RecordStore, values: list[str], ttl_minutes: list[int] | None = None):
+    """One fresh name per value, each name's record pointing at its value; a value may
+    name another of the chain as ``{i}`` (the i-th name).  Returns the names."""
+    keys = [Ed25519PrivateKey.generate() for _ in values]
+    names = [name_text(name_of(key)) for key in keys]
+    for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+        ttl = timedelta(minutes=(ttl_minutes or [60] * len(values))[i])
+        raw = create_record(key, value.format(*names), 0, ttl=ttl)
+        records.put(raw, name_of(key))
+    return names
+
+
+def test_ipns_chains_are_followed_with_their_paths_and_shortest_ttl(tmp_path):
+    folder = tmp_path / "site"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_bytes(b"at the end of the chain\n")
+    root = add(folder, cid_version=1, raw_leaves=True)
+    records = RecordStore()
+    names = publish_chain(records, ["/ipns/{1}/sub", f"/ipfs/{root}"], ttl_minutes=[60, 5])
+    resolved = resolve_path(f"/ipns/{names[0]}/a.txt", records=records)
+    assert resolved.path == f"/ipfs/{root}/sub/a.txt"
+    assert resolved.ttl == 5 * 60 * 10**9
+    assert [name_text(r.name) for r in resolved.records] == names
+    assert resolve(names[0], records=records).value == f"/ipns/{names[1]}/sub"  # one step
+    printed = howto_cli("--offline", "name", "resolve", names[0])
+    assert printed.stdout.decode() == f"/ipfs/{root}/sub\n", printed.stderr
+    cat = howto_cli("--offline", "cat", f"/ipns/{names[0]}/a.txt")
+    assert (cat.returncode, cat.stdout) == (0, b"at the end of the chain\n"), cat.stderr
+
+
+def test_ipns_chains_end_at_kubos_depth():
+    records = RecordStore()
+    values = [f"/ipns/{{{i + 1}}}" for i in range(MAX_DEPTH)] + [f"/ipfs/{EMPTY_RAW}"]
+    names = publish_chain(records, values)
+    assert MAX_DEPTH == 32 and len(names) == 33
+    assert resolve_path(names[1], records=records).path == f"/ipfs/{EMPTY_RAW}"  # 32 names
+    with pytest.raises(IpnsError, match="more than 32 names") as refused:
+        resolve_path(names[0], records=records)
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 500
+
+
+def test_ipns_loops_are_refused_and_named():
+    records = RecordStore()
+    a, b = publish_chain(records, ["/ipns/{1}/x", "/ipns/{0}/y"])
+    (itself,) = publish_chain(records, ["/ipns/{0}"])
+    for start, loop in ((a, f"/ipns/{a} -> /ipns/{b} -> /ipns/{a}"), (itself, f"/ipns/{itself}")):
+        with pytest.raises(IpnsError, match="loop") as refused:
+            resolve_path(start, records=records)
+        assert loop in str(refused.value)
+    refused = howto_cli("--offline", "cat", f"/ipns/{a}")
+    assert refused.returncode == 1 and refused.stderr.decode().count("\n") == 1
+    assert f"/ipns/{b}".encode() in refused.stderr and b"loop" in refused.stderr
+
+
+def test_ipns_values_naming_no_key_are_not_followed():
+    records = RecordStore()
+    (name,) = publish_chain(records, ["/ipns/example.org/data"])  # DNSLink: not supported
+    with pytest.raises(IpnsError, match="cannot follow"):
+        resolve_path(name, records=records)

@@ -20,14 +20,16 @@ import fsspec
 import numpy as np
 import pytest
 import xarray as xr
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from multiformats import CID
 
 from howto import fs as howto_fs
 from howto.blocks.repo import Repo
-from howto.errors import NotFoundError, UnavailableError
+from howto.errors import IpnsError, NotFoundError, UnavailableError
 from howto.formats.cids import RAW, cid_bytes, to_cid
 from howto.fs import VerifiedIPFSFileSystem
 from howto.gateway import serve
+from howto.names.ipns import RecordStore, create_record, name_of, name_text
 from howto.retrieval.discovery import configured_gateway, configured_gateways
 from howto.retrieval.trustless import GatewayBlocks
 from howto.unixfs.add import add
@@ -400,3 +402,24 @@ def test_gateway_benchmark_runs_and_reports_every_figure():
     ):
         assert figure in result.stdout
     assert "Unclosed" not in result.stderr  # every HTTP session of the benchmark is closed
+
+
+def test_ipns_chains_through_a_gateway(tmp_path):
+    """``ipns://`` with an empty local repository: each record of the chain comes from the
+    gateway and is checked against its own name; a loop there is an ``IpnsError``."""
+    publisher = Repo(tmp_path / "publisher")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "hello.txt").write_bytes(HELLO)
+    root = add(tmp_path / "site", repo=publisher, cid_version=1, raw_leaves=True)
+    records = RecordStore(publisher.path)
+    keys = [Ed25519PrivateKey.generate() for _ in range(4)]
+    names = [name_text(name_of(key)) for key in keys]
+    values = [f"/ipns/{names[1]}", f"/ipfs/{root}", f"/ipns/{names[3]}", f"/ipns/{names[2]}"]
+    for key, value in zip(keys, values, strict=True):
+        records.put(create_record(key, value, 0), name_of(key))
+    with serve(publisher) as url:
+        ipns = howto_fs.VerifiedIPNSFileSystem(gateway_addr=url, skip_instance_cache=True)
+        assert ipns.cat(f"ipns://{names[0]}/hello.txt") == HELLO
+        assert ipns.ls(names[0], detail=False) == [f"{names[0]}/hello.txt"]
+        with pytest.raises(IpnsError, match="loop"):
+            ipns.cat(f"ipns://{names[2]}/hello.txt")

@@ -54,11 +54,10 @@ def _target(args: argparse.Namespace) -> tuple[CID, str]:
     cid, path = args.cid
     if cid is not None:
         return cid, path
-    from .names.ipns import resolve
+    from .names.ipns import resolve_path
 
-    name, _, rest = path.partition("/")
-    root, inner = parse_cid(resolve(name, default_chain(offline=args.offline)).value)
-    return root, "/".join(filter(None, [inner.strip("/"), rest]))
+    root, inner = parse_cid(resolve_path(path, default_chain(offline=args.offline)).path)
+    return root, inner
 
 
 def _port_arg(text: str) -> int:
@@ -248,9 +247,9 @@ def _cmd_name_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_name_resolve(args: argparse.Namespace) -> int:
-    from .names.ipns import resolve
+    from .names.ipns import resolve_path
 
-    print(printable(resolve(args.name, default_chain(offline=args.offline)).value))
+    print(printable(resolve_path(args.name, default_chain(offline=args.offline)).path))
     return 0
 
 

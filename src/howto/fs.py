@@ -334,7 +334,8 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
 
 class VerifiedIPNSFileSystem(VerifiedIPFSFileSystem):
     """``ipns://NAME/path``: the name's newest valid record (kept locally, or fetched from
-    the gateways and verified against the name), then the ``ipfs://`` path it points at.
+    the gateways and verified against the name), then the ``ipfs://`` path it points at,
+    through other ``/ipns/`` names as kubo follows them (``ipns.resolve_path``).
 
     A resolved name is remembered for at most ``NAME_SECONDS`` (or the record's TTL, when
     shorter), so a long-running reader sees a new version soon after it is published.
@@ -359,9 +360,9 @@ class VerifiedIPNSFileSystem(VerifiedIPFSFileSystem):
         now = time.monotonic()
         known = self._names.get(head)
         if known is None or known[0] < now:
-            record = ipns.resolve(head, self.reader().chain)
-            root, inner = parse_cid(record.value)
-            keep = min(self.NAME_SECONDS, record.ttl / 1e9)
+            resolved = ipns.resolve_path(head, self.reader().chain)
+            root, inner = parse_cid(resolved.path)
+            keep = min(self.NAME_SECONDS, resolved.ttl / 1e9)
             known = self._names[head] = (now + keep, f"{root}/{inner}".strip("/"))
         return name, f"{known[1]}/{rest}".strip("/")
 

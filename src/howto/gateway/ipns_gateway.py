@@ -17,7 +17,14 @@ from ..blocks.chain import BlockSource
 from ..blocks.repo import Repo
 from ..errors import IpnsError, NotFoundError
 from ..formats.cids import RAW, cid_bytes, cid_text, parse_cid, to_cid
-from ..names.ipns import RECORD_TYPE, RecordStore, inspect_record, name_text, parse_name
+from ..names.ipns import (
+    RECORD_TYPE,
+    RecordStore,
+    inspect_record,
+    name_text,
+    parse_name,
+    resolve_path,
+)
 from .headers import disposition
 from .negotiation import path_segments
 
@@ -52,22 +59,18 @@ class IpnsGateway:
         return name, head, path
 
     async def resolve(self, name: CID, head: str, path: str) -> tuple[CID, list[str], str]:
-        """The ``/ipfs/`` content that ``name``'s verified record points at, with ``path``
-        below it: its root CID, path segments, and a ``Cache-Control`` for the record's
-        TTL.  ``head`` is the name as the request spelled it."""
+        """The ``/ipfs/`` content that ``name``'s verified record points at (through other
+        names held here, as kubo follows ``/ipns/`` values), with ``path`` below it: its
+        root CID, path segments, and a ``Cache-Control`` for the shortest TTL on the way.
+        ``head`` is the name as the request spelled it."""
         try:
-            record = await asyncio.to_thread(self.records.get, name)
+            resolved = await asyncio.to_thread(resolve_path, name, None, self.records)
         except NotFoundError as exc:
             raise web.HTTPNotFound(text=f"{exc}\n") from None
         except IpnsError as exc:
             raise web.HTTPBadGateway(text=f"/ipns/{head}: {exc}\n") from None
-        ttl = max(0, record.ttl // 1_000_000_000)
-        try:
-            root, inner = parse_cid(record.value)
-        except ValueError:
-            raise web.HTTPNotImplemented(
-                text=f"/ipns/{head} points at {record.value!r}, not at /ipfs/ content\n"
-            ) from None
+        ttl = max(0, resolved.ttl // 1_000_000_000)
+        root, inner = parse_cid(resolved.path)
         return root, path_segments(f"{inner}/{path}"), f"public, max-age={ttl}"
 
     async def record(self, request: web.Request, name: CID, head: str) -> web.Response:

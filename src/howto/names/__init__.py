@@ -1,5 +1,5 @@
-"""Names: IPNS keys, signed records, their validation and resolution.  Imports ``formats``
-and ``blocks``.
+"""Names: IPNS keys of every libp2p type (``keys``); signed records, their validation and
+resolution (``ipns``).  Imports ``formats`` and ``blocks``.
 """
 
 from ..lazy import exports
@@ -10,10 +10,12 @@ __all__, __getattr__, __dir__ = exports(
         "ipns": [
             "DEFAULT_LIFETIME",
             "KeyStore",
+            "MAX_DEPTH",
             "MAX_RECORD_BYTES",
             "RECORD_TYPE",
             "Record",
             "RecordStore",
+            "Resolved",
             "best",
             "create_record",
             "inspect_record",
@@ -22,7 +24,9 @@ __all__, __getattr__, __dir__ = exports(
             "parse_duration",
             "parse_name",
             "resolve",
+            "resolve_path",
             "verify_record",
         ],
+        "keys": ["KEY_TYPES", "PublicKey", "decode_public_key", "key_for_name", "public_key"],
     },
 )

@@ -10,7 +10,11 @@ it against the name alone, so a record may travel through any gateway.
 Validation follows IPIP-428: no ``signatureV2`` (a V1-only record), a V2 signature that
 does not verify, legacy V1 fields that disagree with the signed data, an expired record
 or one over 10 KiB are refused; the V1 signature is never looked at.  Of two valid
-records, the higher sequence wins.
+records, the higher sequence wins.  Records signed with any of libp2p's key types are
+checked (Ed25519, RSA of 2048 to 4096 bits, secp256k1, ECDSA P-256: see ``keys``), and a
+name must be the one its key has.  A record's value must be an ``/ipfs/`` or ``/ipns/``
+path; ``resolve_path`` follows ``/ipns/`` → ``/ipns/`` chains as kubo does (at most 32
+names, never a loop).
 
 Keys (ed25519) and the records published or received are kept in the repository
 (``$HOWTO_REPO/keys`` and ``$HOWTO_REPO/ipns``), never next to the project.
@@ -22,29 +26,28 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import dag_cbor
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from multiformats import CID, multibase, multihash
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from multiformats import CID, multibase
 
 from ..blocks.repo import default_repo_path
 from ..errors import HowtoError, IpnsError, NotFoundError
+from ..formats.cids import parse_cid
 from ..formats.dagpb import read_varint, varint
+from .keys import IDENTITY, MAX_NAME_KEY, SHA2_256, PrivateKey, key_for_name, public_key, sign
 
 __all__ = [
     "DEFAULT_LIFETIME",
     "MAX_RECORD_BYTES",
+    "MAX_DEPTH",
     "RECORD_TYPE",
     "KeyStore",
     "Record",
     "RecordStore",
+    "Resolved",
     "best",
     "create_record",
     "inspect_record",
@@ -53,6 +56,7 @@ __all__ = [
     "parse_duration",
     "parse_name",
     "resolve",
+    "resolve_path",
     "verify_record",
 ]
 
@@ -61,11 +65,21 @@ MAX_RECORD_BYTES = 10 * 1024
 RECORD_TYPE = "application/vnd.ipfs.ipns-record"
 SIGNATURE_PREFIX = b"ipns-signature:"
 LIBP2P_KEY = 0x72
-ED25519 = 1  # KeyType in libp2p's crypto protobuf
 EOL = 0  # the only ValidityType
 #: kubo's defaults for ``ipfs name publish``: valid 48 hours, cached for one hour.
 DEFAULT_LIFETIME = timedelta(hours=48)
 DEFAULT_TTL = timedelta(hours=1)
+#: How many names an ``/ipns/`` → ``/ipns/`` chain may pass through (kubo's, from boxo's
+#: namesys ``DefaultDepthLimit``).
+MAX_DEPTH = 32
+_UINT64 = 1 << 64
+_SHOWN = 80  # characters of untrusted input an error message repeats
+
+
+def _shown(text: str | bytes) -> str:
+    """Untrusted text for an error message: quoted, and cut when it is long."""
+    cut = text[:_SHOWN]
+    return repr(cut) + (f"… ({len(text)} long)" if len(text) > _SHOWN else "")
 
 
 # --- protobuf, by hand: the record has nine fields of two wire types ----------------------
@@ -103,16 +117,10 @@ def _encode(fields: Iterable[tuple[int, bytes | int]]) -> bytes:
 # --- names ------------------------------------------------------------------------------
 
 
-def _public_key_bytes(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def name_of(key: Ed25519PublicKey | Ed25519PrivateKey) -> CID:
-    """The IPNS name of a key: its libp2p protobuf form, inlined as an identity hash."""
-    if isinstance(key, Ed25519PrivateKey):
-        key = key.public_key()
-    proto = _encode([(1, ED25519), (2, _public_key_bytes(key))])
-    return CID("base36", 1, LIBP2P_KEY, multihash.wrap(proto, "identity"))
+def name_of(key: object) -> CID:
+    """The IPNS name of a key (Ed25519, RSA, secp256k1 or ECDSA P-256; private or public):
+    its libp2p protobuf form, inlined when short (Ed25519, secp256k1), else its sha2-256."""
+    return public_key(key).name()  # type: ignore[arg-type]
 
 
 def name_text(name: CID) -> str:
@@ -133,30 +141,16 @@ def parse_name(text: str) -> CID:
             digest = multibase.decode("z" + text)
             cid = CID("base36", 1, LIBP2P_KEY, digest)
         except Exception:
-            raise IpnsError(f"not an IPNS name: {text!r}") from None
+            raise IpnsError(f"not an IPNS name: {_shown(text)}") from None
     if cid.codec.code != LIBP2P_KEY:
-        raise IpnsError(f"not an IPNS name: {text!r} is a {cid.codec.name} CID")
+        raise IpnsError(f"not an IPNS name: {_shown(text)} is a {cid.codec.name} CID")
+    code, size = cid.hashfun.code, len(cid.raw_digest)
+    if not (code == IDENTITY and size <= MAX_NAME_KEY or code == SHA2_256 and size == 32):
+        raise IpnsError(
+            f"not an IPNS name: {_shown(text)} (a name inlines a key of at most "
+            f"{MAX_NAME_KEY} bytes or is its 32-byte sha2-256)"
+        )
     return cid.set(base="base36", version=1)
-
-
-def _public_key(name: CID, record_key: bytes | None) -> Ed25519PublicKey:
-    """The ed25519 key a name stands for (from the record's ``pubKey`` when the name
-    only hashes the key, which must then match)."""
-    code, digest = name.hashfun.code, bytes(name.raw_digest)
-    if code == 0x00:
-        proto = digest
-        if record_key is not None and record_key != proto:
-            raise IpnsError("the record's public key is not the name's")
-    elif record_key is not None:
-        if bytes(multihash.digest(record_key, code)) != bytes(name.digest):
-            raise IpnsError("the record's public key does not hash to the name")
-        proto = record_key
-    else:
-        raise IpnsError("the name hashes its key and the record does not include it")
-    fields = _fields(proto)
-    if fields.get(1) != ED25519 or not isinstance(fields.get(2), bytes):
-        raise IpnsError("only ed25519 keys are supported")
-    return Ed25519PublicKey.from_public_bytes(fields[2])
 
 
 # --- records ----------------------------------------------------------------------------
@@ -188,20 +182,33 @@ def _rfc3339(moment: datetime) -> bytes:
     return (text + "Z").encode()
 
 
-_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:Z|([+-])(\d\d):(\d\d))"
+)
 
 
 def _parse_time(raw: bytes) -> datetime:
+    """An RFC 3339 time as Go's ``time.RFC3339Nano`` reads it (to the microsecond);
+    ``IpnsError`` for text that is not one or a date that does not exist."""
     match = _RFC3339.fullmatch(raw.decode("ascii", "replace"))
     if match is None:
-        raise IpnsError(f"validity {raw!r} is not an RFC 3339 time")
-    whole, fraction, zone = match.groups()
-    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
-    return moment + timedelta(microseconds=int((fraction or "0")[:6].ljust(6, "0")))
+        raise IpnsError(f"the validity {_shown(raw)} is not an RFC 3339 time")
+    *parts, fraction, direction, zone_hours, zone_minutes = match.groups()
+    try:
+        hours, minutes = int(zone_hours or 0), int(zone_minutes or 0)
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"no time zone is {zone_hours}:{zone_minutes} hours from UTC")
+        offset = timedelta(hours=hours, minutes=minutes)
+        zone = timezone(-offset if direction == "-" else offset)
+        micro = int((fraction or "0")[:6].ljust(6, "0"))
+        moment = datetime(*map(int, parts), micro, tzinfo=zone)  # type: ignore[misc]
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise IpnsError(f"the validity {_shown(raw)} is not a real time: {exc}") from None
 
 
 def create_record(
-    key: Ed25519PrivateKey,
+    key: PrivateKey,
     value: str,
     sequence: int,
     lifetime: timedelta = DEFAULT_LIFETIME,
@@ -210,7 +217,8 @@ def create_record(
     now: datetime | None = None,
 ) -> bytes:
     """A signed record (V2, and with ``v1`` the legacy V1 fields and signature, which
-    older readers need; they repeat the signed data)."""
+    older readers need; they repeat the signed data).  A key too long to inline in its
+    name (RSA, ECDSA) travels in the record."""
     validity = _rfc3339((now or datetime.now(UTC)) + lifetime)
     ttl_ns = int(ttl.total_seconds() * 1e9)
     data = dag_cbor.encode(
@@ -224,10 +232,13 @@ def create_record(
     )
     fields: list[tuple[int, bytes | int]] = []
     if v1:
-        v1_signature = key.sign(value.encode() + validity + b"EOL")
+        v1_signature = sign(key, value.encode() + validity + b"EOL")
         fields += [(1, value.encode()), (2, v1_signature), (3, EOL), (4, validity)]
         fields += [(5, sequence), (6, ttl_ns)]
-    fields += [(8, key.sign(SIGNATURE_PREFIX + data)), (9, data)]
+    public = public_key(key)
+    if public.spec_hash() != IDENTITY:
+        fields.append((7, public.protobuf))
+    fields += [(8, sign(key, SIGNATURE_PREFIX + data)), (9, data)]
     raw = _encode(fields)
     if len(raw) > MAX_RECORD_BYTES:
         raise IpnsError(f"the record would be {len(raw)} bytes, over {MAX_RECORD_BYTES}")
@@ -247,11 +258,9 @@ def verify_record(raw: bytes, name: CID | str, now: datetime | None = None) -> R
     if not isinstance(signature, bytes) or not signature or not isinstance(data, bytes) or not data:
         raise IpnsError("the record has no V2 signature (V1-only records are refused)")
     record_key = fields.get(7)
-    key = _public_key(name, record_key if isinstance(record_key, bytes) else None)
-    try:
-        key.verify(signature, SIGNATURE_PREFIX + data)
-    except InvalidSignature:
-        raise IpnsError("the V2 signature does not match the record's data") from None
+    key = key_for_name(name, record_key if isinstance(record_key, bytes) else None)
+    if not key.verify(signature, SIGNATURE_PREFIX + data):
+        raise IpnsError(f"the V2 signature does not match the record's data ({key.type_name} key)")
     try:
         signed = dag_cbor.decode(data)
     except Exception as exc:
@@ -262,6 +271,9 @@ def verify_record(raw: bytes, name: CID | str, now: datetime | None = None) -> R
     sequence, ttl = signed.get("Sequence", 0), signed.get("TTL", 0)
     if not isinstance(value, bytes) or not isinstance(validity, bytes):
         raise IpnsError("the record's data lacks Value or Validity")
+    for field, number in (("Sequence", sequence), ("TTL", ttl)):
+        if type(number) is not int or not 0 <= number < _UINT64:
+            raise IpnsError(f"the record's {field} {_shown(str(number))} is not a uint64")
     if 2 in fields or 1 in fields:  # legacy copies must repeat the signed data
         legacy = {1: value, 4: validity, 3: signed.get("ValidityType"), 5: sequence, 6: ttl}
         for number, expected in legacy.items():
@@ -272,11 +284,24 @@ def verify_record(raw: bytes, name: CID | str, now: datetime | None = None) -> R
     until = _parse_time(validity)
     if until <= (now or datetime.now(UTC)):
         raise IpnsError(f"the record expired on {until:%Y-%m-%d %H:%M} UTC")
+    return Record(name, _content_path(value), sequence, until, ttl, raw, 2 in fields)
+
+
+def _content_path(value: bytes) -> str:
+    """A record's value, which must be an ``/ipfs/CID[/path]`` or an ``/ipns/NAME[/path]``
+    path: anything else, however well signed, is refused rather than passed on."""
     try:
         text = value.decode()
     except UnicodeDecodeError:
-        raise IpnsError("the record's value is not text") from None
-    return Record(name, text, int(sequence), until, int(ttl), raw, 2 in fields)
+        raise IpnsError(f"the record's value {_shown(value)} is not text") from None
+    if text.startswith("/ipfs/"):
+        try:
+            parse_cid(text)
+        except ValueError as exc:
+            raise IpnsError(f"the record's value is not a content path: {exc}") from None
+    elif not (text.startswith("/ipns/") and text[6:].split("/")[0]):
+        raise IpnsError(f"the record's value {_shown(text)} is not an /ipfs/ or /ipns/ path")
+    return text
 
 
 def inspect_record(raw: bytes) -> dict[str, object]:
@@ -346,6 +371,68 @@ def resolve(name: CID | str, chain: object = None, records: RecordStore | None =
     if refused:
         raise IpnsError(f"no valid record for /ipns/{name_text(name)}: {said}")
     raise NotFoundError(f"no record for /ipns/{name_text(name)}: {said}")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where an ``/ipns/`` path leads: the ``/ipfs/`` path at the end of its chain of
+    names, the shortest TTL met on the way (nanoseconds; 0 when none said), and the
+    verified records followed, first to last."""
+
+    path: str
+    ttl: int
+    records: tuple[Record, ...]
+
+
+def resolve_path(
+    path: CID | str,
+    chain: object = None,
+    records: RecordStore | None = None,
+    depth: int = MAX_DEPTH,
+) -> Resolved:
+    """``/ipns/NAME[/path]`` (or a bare name) followed through the newest valid record of
+    each name (see ``resolve``) until it reaches ``/ipfs/`` content, as kubo does: through
+    at most ``depth`` names, and never through one name twice (a loop is an
+    ``IpnsError`` that names it)."""
+    text = name_text(path) if isinstance(path, CID) else path.strip()
+    head, _, rest = text.removeprefix("ipns://").removeprefix("/ipns/").partition("/")
+    names: list[CID] = []
+    found: list[Record] = []
+    ttl = 0
+    while True:
+        try:
+            name = parse_name(head)
+        except IpnsError as exc:
+            if not found:
+                raise
+            raise IpnsError(
+                f"/ipns/{name_text(found[-1].name)} points at {_shown(found[-1].value)}, "
+                f"which howto cannot follow: {exc}"
+            ) from None
+        if name in names:
+            loop = names[names.index(name) :] + [name]
+            raise IpnsError(f"the /ipns/ names point at each other in a loop: {_chain(loop)}")
+        if len(names) == depth:
+            raise IpnsError(
+                f"/ipns/{name_text(names[0])} leads through more than {depth} names "
+                f"(the most kubo follows): {_chain(names + [name])}"
+            )
+        names.append(name)
+        record = resolve(name, chain, records)
+        found.append(record)
+        ttl = min(ttl, record.ttl) if ttl and record.ttl else ttl or record.ttl
+        joined = "/".join(filter(None, [record.value.rstrip("/"), rest.strip("/")]))
+        if joined.startswith("/ipfs/"):
+            return Resolved(joined, ttl, tuple(found))
+        head, _, rest = joined.removeprefix("/ipns/").partition("/")
+
+
+def _chain(names: list[CID]) -> str:
+    """Names in order, for an error line (the middle left out of a long chain)."""
+    shown = [f"/ipns/{name_text(name)}" for name in names]
+    if len(shown) > 4:
+        shown[2:-1] = [f"({len(shown) - 3} more)"]
+    return " -> ".join(shown)
 
 
 # --- where keys and records live ----------------------------------------------------------
