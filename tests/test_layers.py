@@ -131,11 +131,18 @@ def test_every_folder_is_a_layer() -> None:
 @pytest.mark.parametrize("folder", [r for rooms in LAYERS[1:] for r in rooms])
 def test_every_folder_hands_on_what_its_modules_declare(folder: str) -> None:
     package = importlib.import_module(f"howto.{folder}")
+    declared: dict[str, list[str]] = {}
     for info in pkgutil.iter_modules(package.__path__):
         module = importlib.import_module(f"howto.{folder}.{info.name}")
         assert hasattr(module, "__all__"), f"howto.{folder}.{info.name} declares no __all__"
-        for name in package.__all__:
-            assert getattr(package, name) is not None
+        for name in module.__all__:
+            declared.setdefault(name, []).append(info.name)
+    modules = {info.name for info in pkgutil.iter_modules(package.__path__)}
+    # a name two modules declare, or a module's own name, is left to its module
+    unique = {name for name, where in declared.items() if len(where) == 1} - modules
+    assert sorted(unique - set(package.__all__)) == [], f"howto.{folder} does not hand them on"
+    for name in package.__all__:
+        assert getattr(package, name) is not None
     assert package.__doc__, f"howto.{folder} does not say what it holds"
 
 

@@ -30,6 +30,7 @@ __all__, __getattr__, __dir__ = exports(
             "MappingBlocks",
             "Putter",
             "combined_error",
+            "unavailable",
         ],
         "repo": ["Repo", "STALE_SECONDS", "Transaction", "default_repo_path", "stored_key"],
     },

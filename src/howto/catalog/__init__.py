@@ -13,9 +13,9 @@ __all__, __getattr__, __dir__ = exports(
     __name__,
     {
         "build": [
-            "PROFILE",
             "Built",
             "Dataset",
+            "PROFILE",
             "Totals",
             "build_ipfs_catalog",
             "convert_catalog",
@@ -27,8 +27,14 @@ __all__, __getattr__, __dir__ = exports(
             "walk_catalog",
         ],
         "check": ["Report", "Row", "VERDICTS"],
+        "download": [
+            "Fetched",
+            "MAX_ZARR_KEYS",
+            "download_file",
+            "download_zarr",
+            "is_fetchable_url",
+        ],
         "parse": ["CatalogLoader", "MARKS", "MAX_NUMBER_DIGITS", "structure_marks"],
-        "download": ["Fetched", "download_file", "download_zarr", "is_fetchable_url"],
         "pinned": [
             "CatalogFile",
             "ClosedEntry",
