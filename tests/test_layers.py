@@ -138,9 +138,11 @@ def test_every_folder_hands_on_what_its_modules_declare(folder: str) -> None:
         for name in module.__all__:
             declared.setdefault(name, []).append(info.name)
     modules = {info.name for info in pkgutil.iter_modules(package.__path__)}
-    # a name two modules declare, or a module's own name, is left to its module
+    # a name two modules declare, or a module's own name, is left to its module; ipld
+    # hands on a chosen few (what a zarr user needs), the other folders everything
     unique = {name for name, where in declared.items() if len(where) == 1} - modules
-    assert sorted(unique - set(package.__all__)) == [], f"howto.{folder} does not hand them on"
+    if folder != "ipld":
+        assert sorted(unique - set(package.__all__)) == [], f"howto.{folder} leaves some out"
     for name in package.__all__:
         assert getattr(package, name) is not None
     assert package.__doc__, f"howto.{folder} does not say what it holds"
