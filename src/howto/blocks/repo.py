@@ -31,6 +31,7 @@ from multiformats import CID
 
 from ..errors import IntegrityError, NotFoundError
 from ..formats.cids import (
+    base32,
     cid_text,
     inline_data,
     multihash_of,
@@ -58,7 +59,7 @@ def default_repo_location() -> str:
 
 def block_key(multihash: bytes) -> str:
     """The name a block is filed under: its multihash in lower-case base32, unpadded."""
-    return base64.b32encode(multihash).decode().rstrip("=").lower()
+    return base32(multihash)
 
 
 def block_relpath(key: str) -> str:

@@ -32,6 +32,7 @@ __all__, __getattr__, __dir__ = exports(
             "MAX_PATH_TEXT",
             "MIN_DIGEST",
             "RAW",
+            "base32",
             "check_cid",
             "check_multihash",
             "cid_bytes",
