@@ -396,3 +396,33 @@ def test_gateway_benchmark_runs_and_reports_every_figure():
     ):
         assert figure in result.stdout
     assert "Unclosed" not in result.stderr  # every HTTP session of the benchmark is closed
+
+
+def test_http_sessions_are_closed_when_the_file_system_goes(url, site, tmp_path):
+    """A file known to be one raw block and not held locally is fetched on fsspec's event
+    loop through an aiohttp session; dropping the file system closes that session (on its
+    loop, through aiohttp's public ``close``), with no warning about anything left open."""
+    script = f"""
+import gc, aiohttp
+from howto.fs import VerifiedIPFSFileSystem
+fs = VerifiedIPFSFileSystem(gateway_addr={url!r}, timeout=20, skip_instance_cache=True)
+fs.ls({str(site.root)!r})
+assert fs.cat({f"{site.root}/hello.txt"!r}) == {HELLO!r}
+sessions = [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession)]
+assert sessions and not any(s.closed for s in sessions), sessions
+del fs
+gc.collect()
+assert all(s.closed for s in sessions), sessions
+print("closed", len(sessions))
+"""
+    env = {**os.environ, "HOWTO_REPO": str(tmp_path / "empty")}
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("closed ")
+    assert "Unclosed" not in result.stderr and "coroutine" not in result.stderr, result.stderr

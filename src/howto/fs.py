@@ -99,7 +99,7 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self._cache = BlockCache()  # verified nodes, shared by every reader of this instance
         self._readers: dict[tuple, tuple[DagReader, bool]] = {}
         self._resolved: dict[str, list[CID]] = {}  # path → CIDs, through verified nodes
-        self._sessions: dict[int, aiohttp.ClientSession] = {}
+        self._sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
         weakref.finalize(self, _close_sessions, self._sessions)
 
     def reader(self) -> DagReader:
@@ -265,14 +265,14 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
     async def _session(self) -> aiohttp.ClientSession:
         """An HTTP session for this event loop (fsspec may drive us from several)."""
         loop = asyncio.get_running_loop()
-        session = self._sessions.get(id(loop))
+        session = self._sessions.get(id(loop), (loop, None))[1]
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(limit=32)
             # no cookie jar: a gateway has no state to keep, and each response skips it
             session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
             )
-            self._sessions[id(loop)] = session
+            self._sessions[id(loop)] = (loop, session)
         return session
 
     def _open(self, path: str, mode: str = "rb", block_size: int | None = None, **kwargs):
@@ -344,9 +344,30 @@ class IPFSFile(AbstractBufferedFile):
 
 
 def _close_sessions(sessions: dict) -> None:
-    for session in sessions.values():
-        if not session.closed and session.connector is not None:
-            session.connector._close()
+    """Close each HTTP session on the event loop it belongs to, with aiohttp's public
+    ``ClientSession.close``: fsspec's loop runs in a thread of its own, so a session is
+    usually closed there; a loop already closed took its connections with it, and the
+    session is only marked closed (``detach``)."""
+    try:
+        current = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    for loop, session in list(sessions.values()):
+        if session.closed:
+            continue
+        if loop.is_closed():
+            session.detach()
+        elif current is loop:  # finalized on the session's own loop: cannot wait here
+            loop.create_task(session.close())
+        elif loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=5)
+            except Exception:  # a loop stopping meanwhile: nothing left to close
+                pass
+        elif current is None:
+            loop.run_until_complete(session.close())
+        else:
+            session.detach()
 
 
 def enable() -> None:
