@@ -57,7 +57,9 @@ def run(command: list, **kwargs) -> subprocess.CompletedProcess:
 def dependencies_view(folder: Path) -> Path:
     """Links to this environment's installed packages, without howto and without .pth."""
     folder.mkdir()
-    for packages in site.getsitepackages():
+    # an environment may chain another's site-packages (a .pth line): those count too
+    chained = [p for p in sys.path if Path(p).name == "site-packages" and Path(p).is_dir()]
+    for packages in dict.fromkeys([*site.getsitepackages(), *chained]):
         for item in sorted(Path(packages).iterdir()):
             name = item.name
             if (
