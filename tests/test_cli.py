@@ -417,3 +417,43 @@ def test_progress_bar_through_the_api(large, hello, capsys):
     assert "100%" in err
     list(add_paths([hello], only_hash=True, progress=True))  # too small to bother
     assert capsys.readouterr().err == ""
+
+
+# --- start-up: each verb imports what it uses ----------------------------------------------
+
+HEAVY = {"aiohttp", "xarray", "intake", "zarr", "fsspec", "numpy", "pandas", "s3fs"}
+
+
+def imported_by(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, set]:
+    """Run the command with ``-X importtime``; the top-level names of every module it
+    imported, read from the interpreter's own report on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *HOWTO[1:], *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    report = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert report, result.stderr  # the report is there, so an empty set would mean something
+    names = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in report}
+    return result, names
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["add", "--help"]])
+def test_version_and_help_load_no_heavy_library(args):
+    result, names = imported_by(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "howto" in names and not names & (HEAVY | {"multiformats", "http", "ssl"}), names
+    if args == ["--version"]:
+        assert result.stdout.startswith("howto version ")
+
+
+def test_cat_of_a_local_block_loads_no_http_client_nor_fsspec(hello, howto_repo, tmp_path):
+    root = ok("add", "-Q", "--cid-version", "1", hello).strip()
+    # a configured gateway is not asked (nor its client imported) for a block held locally
+    env = {**os.environ, "IPFS_GATEWAY": "http://127.0.0.1:9"}
+    result, names = imported_by("cat", root, env=env)
+    assert result.returncode == 0 and result.stdout == "hello world", result.stderr[-2000:]
+    assert "multiformats" in names
+    assert not names & (HEAVY | {"http", "ssl"}), names & (HEAVY | {"http", "ssl"})

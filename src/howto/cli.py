@@ -1,28 +1,23 @@
 """The ``howto`` command: kubo's verbs (add, cat, ls, dag export/import, serve) and catalogs.
 
 Errors print one line on stderr and exit non-zero; tracebacks are for bugs only.
+
+Each verb imports what it uses when it runs, and nothing is imported at the top but the
+standard library's argparse: ``howto --help`` need not load an HTTP client, and
+``howto cat`` of a local block need not load fsspec (``tests/test_cli.py`` checks it).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from collections.abc import Sequence
-from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from multiformats import CID
+if TYPE_CHECKING:
+    from multiformats import CID
 
-from .blocks.bucket import open_repo
-from .blocks.chain import CarBlocks, Chain
-from .errors import HowtoError
-from .formats.car import CARError
-from .formats.cids import parse_cid, to_cid
-from .retrieval.reader import DagReader
-from .retrieval.sources import default_chain, local_chain
-from .retrieval.transfer import export_car, get_tree, import_car
-from .unixfs.add import add_paths
+    from .retrieval.reader import DagReader
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,6 +25,19 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
+        from . import __version__
+
+        print(f"howto version {__version__}")  # as 'ipfs --version' words it
+        parser.exit(0)
 
 
 def _cid_arg(text: str) -> tuple[CID | None, str]:
@@ -43,6 +51,8 @@ def _cid_arg(text: str) -> tuple[CID | None, str]:
             return None, "/".join(filter(None, [name_text(parse_name(name)), path.strip("/")]))
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+    from .formats.cids import parse_cid
+
     try:
         return parse_cid(text)
     except ValueError as exc:
@@ -54,7 +64,9 @@ def _target(args: argparse.Namespace) -> tuple[CID, str]:
     cid, path = args.cid
     if cid is not None:
         return cid, path
+    from .formats.cids import parse_cid
     from .names.ipns import resolve
+    from .retrieval.sources import default_chain
 
     name, _, rest = path.partition("/")
     root, inner = parse_cid(resolve(name, default_chain(offline=args.offline)).value)
@@ -72,6 +84,9 @@ def _port_arg(text: str) -> int:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
+    from .formats.cids import to_cid
+    from .unixfs.add import add_paths
+
     if args.cid_version not in (0, 1):
         raise ValueError(f"unknown CID version {args.cid_version}: use 0 or 1")
     last = None
@@ -99,6 +114,9 @@ def _cmd_add(args: argparse.Namespace) -> int:
 def _reader(args: argparse.Namespace) -> DagReader:
     """Local blocks first, then the configured gateways (none with ``--offline``); blocks
     fetched from gateways are kept in the repository, as kubo keeps them."""
+    from .retrieval.reader import DagReader
+    from .retrieval.sources import default_chain
+
     return DagReader(default_chain(offline=args.offline, keep=True))
 
 
@@ -121,6 +139,10 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .retrieval.transfer import get_tree
+
     cid, path = _target(args)
     out = Path(args.output) if args.output else Path(path.rsplit("/", 1)[-1] or str(cid))
     written = get_tree(_reader(args), cid, path, out, progress=not args.quiet)
@@ -130,6 +152,8 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 
 def _cmd_dag_export(args: argparse.Namespace) -> int:
+    from .retrieval.transfer import export_car
+
     cid, path = _target(args)
     if sys.stdout.isatty():
         raise ValueError("refusing to write a CAR to a terminal: redirect it to a file")
@@ -141,6 +165,10 @@ def _cmd_dag_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_dag_import(args: argparse.Namespace) -> int:
+    from .blocks.bucket import open_repo
+    from .formats.car import CARError
+    from .retrieval.transfer import import_car
+
     for path in args.files:
         with open(path, "rb") as f:
             try:
@@ -153,6 +181,8 @@ def _cmd_dag_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_repo_verify(args: argparse.Namespace) -> int:
+    from .blocks.bucket import open_repo
+
     repo = open_repo()
     where = getattr(repo, "url", None) or getattr(repo, "path", "")
     damaged = 0
@@ -168,6 +198,8 @@ def _cmd_repo_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_repo_gc(args: argparse.Namespace) -> int:
+    from .blocks.bucket import open_repo
+
     repo = open_repo()
     for folder in repo.collect_garbage():
         print(f"removed {str(folder).rstrip('/').rsplit('/', 1)[-1]}")
@@ -176,8 +208,11 @@ def _cmd_repo_gc(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
+    import threading
 
+    from .blocks.chain import CarBlocks, Chain
     from .gateway.server import GatewayServer
+    from .retrieval.sources import local_chain
 
     # one line on stderr per failed request (see howto.gateway.log), 404s included
     handler = logging.StreamHandler()
@@ -219,6 +254,7 @@ def _cmd_key_list(args: argparse.Namespace) -> int:
 
 def _cmd_name_publish(args: argparse.Namespace) -> int:
     from .errors import IpnsError, NotFoundError
+    from .formats.cids import parse_cid
     from .names.ipns import (
         DEFAULT_LIFETIME,
         KeyStore,
@@ -247,12 +283,15 @@ def _cmd_name_publish(args: argparse.Namespace) -> int:
 
 def _cmd_name_resolve(args: argparse.Namespace) -> int:
     from .names.ipns import resolve
+    from .retrieval.sources import default_chain
 
     print(resolve(args.name, default_chain(offline=args.offline)).value)
     return 0
 
 
 def _cmd_name_inspect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .errors import IpnsError
     from .formats.dagjson import display
     from .names.ipns import inspect_record, verify_record
@@ -285,6 +324,8 @@ def _text_or_bytes(value: object) -> object:
 
 
 def _cmd_routing_put(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .names.ipns import RecordStore, name_text, parse_name
 
     if not args.key.startswith("/ipns/"):
@@ -322,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--offline", action="store_true", help="read local blocks only, ask no gateway"
     )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     network = _Parser(add_help=False)
     network.add_argument(
         "--offline", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
@@ -429,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``howto`` command."""
+    from .errors import HowtoError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

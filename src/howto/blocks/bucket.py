@@ -22,8 +22,8 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import fsspec
 from multiformats import CID
 
 from ..errors import HowtoError, IntegrityError, NotFoundError
@@ -36,6 +36,9 @@ from .repo import (
     multihash_of_key,
     stored_key,
 )
+
+if TYPE_CHECKING:  # fsspec (and its backends) load when a bucket is first used
+    import fsspec
 
 #: Services whose single PUT makes an object visible whole or not at all.
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
@@ -226,6 +229,8 @@ class BucketRepo:
         return f"BucketRepo({self.url!r})"
 
     def _connect(self) -> None:
+        import fsspec
+
         fs, root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         self._fs, self._root = fs, root.rstrip("/")
 

@@ -16,16 +16,14 @@ trickles its answer is cut off in time.
 from __future__ import annotations
 
 import functools
-import http.client
 import os
-import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 from multiformats import CID
 
 from ..blocks.chain import CidLike
@@ -33,6 +31,12 @@ from ..errors import GatewayError, GatewayTimeout, IntegrityError, NotFoundError
 from ..formats.car import CARError, read_car_raw
 from ..formats.cids import RAW_CID_PREFIX, cid_text, multihash_of, raw_cid, verify_raw
 from ..unixfs.resolver import BlockCache, Resolver
+
+if TYPE_CHECKING:  # imported where a request is made: a chain whose blocks are all local
+    import http.client  # never loads an HTTP client
+    import ssl
+
+    import aiohttp
 
 RAW_TYPE = "application/vnd.ipld.raw"
 CAR_TYPE = "application/vnd.ipld.car"
@@ -155,6 +159,8 @@ class _Body:
 
 def _receive_into(response: http.client.HTTPResponse, view: memoryview, where: str) -> int:
     """``response.readinto``, with what can go wrong on the way as typed errors."""
+    import http.client
+
     try:
         return response.readinto(view)
     except TimeoutError:
@@ -183,6 +189,8 @@ class _Connections:
 
     def take(self) -> http.client.HTTPConnection:
         """An idle connection (``sock`` set), else a new one, not yet connected."""
+        import http.client
+
         with self._lock:
             if self._idle:
                 return self._idle.pop()
@@ -208,6 +216,8 @@ class _Connections:
 
 @functools.lru_cache(maxsize=1)
 def _tls() -> ssl.SSLContext:
+    import ssl
+
     return ssl.create_default_context()
 
 
@@ -229,6 +239,8 @@ class _Exchange:
     def discard(self) -> None:
         """Done with this reply, whatever its body: a short one is read (so that the
         connection can be kept), a long one ends the connection."""
+        import http.client
+
         length = self.response.length
         if length is not None and length <= DISCARD_BYTES:
             try:
@@ -263,6 +275,8 @@ class GatewayBlocks:
         self, target: str, accept: str, what: str, method: str = "GET", namespace: str = "ipfs"
     ) -> _Exchange:
         """Send the request; a reply that is not a plain 200 becomes a typed error."""
+        import http.client
+
         path = f"{self._connections.base}/{namespace}/{target}"
         headers = {"Accept": accept, "Accept-Encoding": "identity"}
         for attempt in (1, 2):
@@ -339,6 +353,8 @@ class GatewayBlocks:
     async def aget(self, cid: CID, session: aiohttp.ClientSession) -> bytes:
         """``get`` for an event loop (the ``ipfs://`` file system's chunk reads): the same
         request, bounds and checks, sent with ``session`` instead of a worker thread."""
+        import aiohttp
+
         text = cid_text(cid)
         what = f"block {text}"
         try:
