@@ -457,3 +457,16 @@ def test_cat_of_a_local_block_loads_no_http_client_nor_fsspec(hello, howto_repo,
     assert result.returncode == 0 and result.stdout == "hello world", result.stderr[-2000:]
     assert "multiformats" in names
     assert not names & (HEAVY | {"http", "ssl"}), names & (HEAVY | {"http", "ssl"})
+
+
+def test_startup_benchmark_runs_and_reports_every_figure():
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_startup.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--repeat", "2", "--no-goal"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for figure in ("reference: python -c pass", "howto --version", "howto --help", "howto cat"):
+        assert figure in result.stdout
