@@ -85,13 +85,18 @@ def _port_arg(text: str) -> int:
 
 def _cmd_add(args: argparse.Namespace) -> int:
     from .formats.cids import to_cid
-    from .unixfs.add import add_paths
+    from .unixfs.add import STDIN, add_paths
 
     if args.cid_version not in (0, 1):
         raise ValueError(f"unknown CID version {args.cid_version}: use 0 or 1")
+    paths = args.paths
+    if not paths:  # as 'ipfs add': read a pipe, but never wait on a terminal
+        if sys.stdin is None or sys.stdin.isatty():
+            raise ValueError("nothing to add: give a PATH, or pipe bytes to standard input")
+        paths = [STDIN]
     last = None
     for added in add_paths(
-        args.paths,
+        paths,
         recursive=args.recursive,
         hidden=args.hidden,
         only_hash=args.only_hash,
@@ -100,6 +105,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
         cid_version=args.cid_version,
         chunker=args.chunker,
         progress=False if (args.quiet or args.quieter) else None,
+        stdin_name=args.stdin_name,
     ):
         last = added
         if args.quieter:
@@ -370,8 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("add", help="import files like 'ipfs add' and print their CIDs")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p = sub.add_parser(
+        "add",
+        help="import files like 'ipfs add' and print their CIDs",
+        description="Import files, directories (-r), URLs or standard input (no PATH, or -) "
+        "as 'ipfs add' does, and print their CIDs.",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="a file, folder, URL or -")
     p.add_argument("-r", "--recursive", action="store_true", help="add directories")
     p.add_argument("-H", "--hidden", action="store_true", help="include files starting with .")
     p.add_argument("-n", "--only-hash", action="store_true", help="only compute CIDs")
@@ -383,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-leaves", action="store_true", help="leaves as raw blocks")
     p.add_argument("--cid-version", type=int, default=0, help="0 (default) or 1")
     p.add_argument("--chunker", default="size-262144", help="size-N (default size-262144)")
+    p.add_argument(
+        "--stdin-name", metavar="NAME", help="name for standard input (default: its CID)"
+    )
     p.set_defaults(func=_cmd_add)
 
     p = sub.add_parser("cat", help="print a file's bytes, verified", parents=[network])
