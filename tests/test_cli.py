@@ -316,7 +316,8 @@ def _error_cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["add", "--chunker", "size-2096897", str(tmp / "file")], "2096897"),
         (["add", "--cid-version", "2", str(tmp / "file")], "CID version 2"),
         (["add", "--cid-version", "one", str(tmp / "file")], "cid-version"),
-        (["add"], "PATH"),
+        (["add", "-", str(tmp / "file"), "-"], "only once"),  # refused before reading
+        (["add", "-w", "-"], "--stdin-name"),
         (["cat", "notacid"], "notacid"),
         (["cat", "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyf"], "not a CID"),
         (["ls", "bafy"], "not a CID"),
