@@ -171,18 +171,19 @@ def _cmd_dag_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_dag_import(args: argparse.Namespace) -> int:
-    from .blocks.bucket import open_repo
-    from .formats.car import CARError
-    from .retrieval.transfer import import_car
+    from contextlib import ExitStack
 
-    for path in args.files:
-        with open(path, "rb") as f:
-            try:
-                roots, count = import_car(f, open_repo())
-            except CARError as exc:
-                raise CARError(f"{path}: {exc}") from None
-        for root in roots:
-            print(f"imported root {root} ({count} blocks from {path})")
+    from .blocks.bucket import open_repo
+    from .retrieval.transfer import import_cars
+
+    with ExitStack() as files:  # one transaction for all: a root may span several CARs
+        cars = ((path, files.enter_context(open(path, "rb"))) for path in args.files)
+        imported = import_cars(cars, open_repo(), check=not args.no_check)
+    state = "DAG not checked" if args.no_check else "DAG complete"
+    for root in imported.roots:
+        print(f"imported root {root} ({state})")
+    if args.stats:  # kubo's --stats line, word for word
+        print(f"Imported {imported.blocks} blocks ({imported.size} bytes)")
     return 0
 
 
@@ -419,8 +420,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = dag.add_parser("export", help="write a DAG as CARv1 to stdout", parents=[network])
     p.add_argument("cid", type=_cid_arg, metavar="CID[/PATH]")
     p.set_defaults(func=_cmd_dag_export)
-    p = dag.add_parser("import", help="verify and store the blocks of CAR files")
+    p = dag.add_parser(
+        "import",
+        help="verify and store the blocks of CAR files",
+        description="Verify every block of the CAR files and store them all, or none. "
+        "By default every block under each root must be in the files or the repository "
+        "(kubo pins the roots it imports, which fails on an incomplete DAG).",
+    )
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="keep an incomplete DAG: do not walk the blocks under each root (kubo's "
+        "--pin-roots=false; howto keeps no pins, so the flag is named for what it skips)",
+    )
+    p.add_argument("--stats", action="store_true", help="print how many blocks and bytes")
     p.set_defaults(func=_cmd_dag_import)
     repo = sub.add_parser("repo", help="look after the local repository").add_subparsers(
         dest="repo_command", required=True

@@ -40,7 +40,16 @@ __all__, __getattr__, __dir__ = exports(
             "tree_size",
             "walk_url",
         ],
-        "resolver": ["HAMT_MAX_DEPTH", "Block", "BlockCache", "Entry", "Resolver", "as_cid"],
+        "resolver": [
+            "HAMT_MAX_DEPTH",
+            "Block",
+            "BlockCache",
+            "Entry",
+            "Resolver",
+            "as_cid",
+            "decode_block",
+            "links_of",
+        ],
         "tar": ["TarEntry", "UnsafeNameError", "entries", "stream"],
     },
 )
