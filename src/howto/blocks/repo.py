@@ -49,6 +49,12 @@ def default_repo_path() -> Path:
     env = os.environ.get("HOWTO_REPO")
     if env:
         return Path(env).expanduser()
+    return cache_repo_path()
+
+
+def cache_repo_path() -> Path:
+    """The repository folder in the user's cache directory, used when ``$HOWTO_REPO`` is
+    not set (and where IPNS keys stay when it names a bucket)."""
     return Path(platformdirs.user_cache_dir("howto")) / "repo"
 
 
@@ -284,6 +290,7 @@ __all__ = [
     "Damage",
     "Repo",
     "Transaction",
+    "cache_repo_path",
     "default_repo_path",
     "stored_key",
 ]
