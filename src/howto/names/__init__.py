@@ -24,5 +24,6 @@ __all__, __getattr__, __dir__ = exports(
             "resolve",
             "verify_record",
         ],
+        "storage": ["Shelf", "keys_location", "records_location"],
     },
 )
