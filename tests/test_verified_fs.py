@@ -414,6 +414,25 @@ del fs
 gc.collect()
 assert all(s.closed for s in sessions), sessions
 print("closed", len(sessions))
+
+async def on_our_loop():  # a file system driven by the caller's event loop
+    fs = VerifiedIPFSFileSystem(
+        gateway_addr={url!r}, timeout=20, skip_instance_cache=True, asynchronous=True
+    )
+    await fs._ls({str(site.root)!r})
+    assert await fs._cat_file({f"{site.root}/hello.txt"!r}) == {HELLO!r}
+    mine = [
+        o for o in gc.get_objects()
+        if isinstance(o, aiohttp.ClientSession) and all(o is not s for s in sessions)
+    ]
+    assert mine and not any(s.closed for s in mine), mine
+    del fs
+    gc.collect()
+    assert all(s.closed for s in mine), mine
+    print("closed on our loop", len(mine))
+
+import asyncio
+asyncio.run(on_our_loop())
 """
     env = {**os.environ, "HOWTO_REPO": str(tmp_path / "empty")}
     result = subprocess.run(
@@ -424,5 +443,5 @@ print("closed", len(sessions))
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith("closed ")
+    assert result.stdout.startswith("closed ") and "closed on our loop" in result.stdout
     assert "Unclosed" not in result.stderr and "coroutine" not in result.stderr, result.stderr

@@ -344,10 +344,9 @@ class IPFSFile(AbstractBufferedFile):
 
 
 def _close_sessions(sessions: dict) -> None:
-    """Close each HTTP session on the event loop it belongs to, with aiohttp's public
-    ``ClientSession.close``: fsspec's loop runs in a thread of its own, so a session is
-    usually closed there; a loop already closed took its connections with it, and the
-    session is only marked closed (``detach``)."""
+    """Close each HTTP session with aiohttp's public ``ClientSession.close``, on the event
+    loop it belongs to: fsspec's loop runs in a thread of its own and closes it there; a
+    session whose loop is this thread's, or is gone, has its connections closed at once."""
     try:
         current = asyncio.get_running_loop()
     except RuntimeError:
@@ -355,19 +354,27 @@ def _close_sessions(sessions: dict) -> None:
     for loop, session in list(sessions.values()):
         if session.closed:
             continue
-        if loop.is_closed():
-            session.detach()
-        elif current is loop:  # finalized on the session's own loop: cannot wait here
-            loop.create_task(session.close())
-        elif loop.is_running():
+        if loop.is_running() and current is not loop:
             try:
                 asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=5)
             except Exception:  # a loop stopping meanwhile: nothing left to close
                 pass
-        elif current is None:
+        elif current is None and not loop.is_running() and not loop.is_closed():
             loop.run_until_complete(session.close())
         else:
-            session.detach()
+            _close_now(session)
+
+
+def _close_now(session: aiohttp.ClientSession) -> None:
+    """Close a session from code that cannot wait: ``ClientSession.close`` closes every
+    connection before it first waits (for the sockets to finish closing), so its coroutine
+    is run up to that point and then left; the loop, if it still runs, finishes the rest."""
+    closing = session.close()
+    try:
+        closing.send(None)
+    except StopIteration:
+        return
+    closing.close()
 
 
 def enable() -> None:
