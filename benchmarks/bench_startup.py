@@ -104,17 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         if goal is not None and best > goal:
             failures.append(f"{name} takes {best * 1000:.0f} ms, goal {goal * 1000:.0f} ms")
-    print("(ratio: to python -c pass; +ms: what howto adds to it; goals on the best round)")
     load, cpus = os.getloadavg()[0], os.cpu_count() or 1
-    if load > cpus:
-        print(f"note: load average {load:.1f} on {cpus} CPUs, wall-clock figures are noisy")
-    if args.no_goal:
-        print("goals not checked (--no-goal)")
+    busy = (
+        f"; load average {load:.1f} on {cpus} CPUs, so wall times are noisy" if load > cpus else ""
+    )
+    print(f"(ratio: to python -c pass; +ms: what howto adds; goals on the best round{busy})")
+    if args.no_goal or not failures:
+        print("goals not checked (--no-goal)" if args.no_goal else "PASS")
         return 0
-    for failure in failures:
-        print(f"FAIL: {failure}")
-    print("PASS" if not failures else "FAILED")
-    return 1 if failures else 0
+    print("\n".join(f"FAIL: {failure}" for failure in failures) + "\nFAILED")
+    return 1
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from ..blocks.chain import BlockSource, BlockStore
 from ..errors import IntegrityError
 from ..formats.car import CARError, read_car, write_car
 from ..formats.cids import multihash_of
-from ..unixfs.resolver import Resolver, decode_block, links_of
+from ..unixfs.resolver import Resolver
 from .reader import DagReader
 
 
@@ -74,7 +74,7 @@ def import_cars(
             for cid, data in _named(blocks, where):
                 txn.put(cid, data)
                 if check:
-                    links.setdefault(cid.digest, links_of(decode_block(cid, data)))
+                    links.setdefault(cid.digest, Resolver.links(Resolver.decode(cid, data)))
                 else:
                     links.setdefault(cid.digest, [])
                 count += 1

@@ -40,16 +40,7 @@ __all__, __getattr__, __dir__ = exports(
             "tree_size",
             "walk_url",
         ],
-        "resolver": [
-            "HAMT_MAX_DEPTH",
-            "Block",
-            "BlockCache",
-            "Entry",
-            "Resolver",
-            "as_cid",
-            "decode_block",
-            "links_of",
-        ],
+        "resolver": ["HAMT_MAX_DEPTH", "Block", "BlockCache", "Entry", "Resolver", "as_cid"],
         "tar": ["TarEntry", "UnsafeNameError", "entries", "stream"],
     },
 )

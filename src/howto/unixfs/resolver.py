@@ -124,7 +124,7 @@ class Resolver:
         cid = as_cid(cid)
         if self.cache is not None and (hit := self.cache.get(cid)) is not None:
             return hit
-        block = decode_block(cid, self.source.get(cid))
+        block = self.decode(cid, self.source.get(cid))
         if self.cache is not None and block.node is not None:
             self.cache.put(block)
         return block
@@ -310,9 +310,29 @@ class Resolver:
             else:
                 yield link.name[2:], as_cid(link.hash), link.tsize or 0
 
-    def links(self, block: Block) -> list[CID]:
-        """All CIDs a block links to (dag-pb links or DAG-CBOR links), in order."""
-        return links_of(block)
+    @staticmethod
+    def decode(cid: CID, data: bytes) -> Block:
+        """A block's bytes (already checked against ``cid``) with its dag-pb node and
+        UnixFS data decoded; other codecs are decoded when their links are asked for."""
+        block = Block(cid, data)
+        if cid.codec.code == DAG_PB:
+            block.node = decode_node(data)
+            if block.node.data is not None:
+                try:
+                    block.unixfs = decode_unixfs(block.node.data)
+                except ValueError:
+                    block.unixfs = None
+        return block
+
+    @staticmethod
+    def links(block: Block) -> list[CID]:
+        """All CIDs a block links to (dag-pb, DAG-CBOR or DAG-JSON links), in order; none
+        for raw blocks and codecs without links howto knows of."""
+        if block.node is not None:
+            return [as_cid(link.hash) for link in block.node.links]
+        if block.cid.codec.code in (DAG_CBOR, DAG_JSON):
+            return [to_cid(c) for c in _cbor_links(decode_ipld(block))]
+        return []
 
     def walk(self, cid: CID | str, scope: str = "all", dups: bool = False) -> Iterator[Block]:
         """Blocks of a DAG depth-first, each once; ``scope`` as in the trustless gateway.
@@ -351,30 +371,6 @@ class Resolver:
                 children = []
             top = False
             stack.extend(reversed(children))
-
-
-def decode_block(cid: CID, data: bytes) -> Block:
-    """A block's bytes (already checked against ``cid``) with its dag-pb node and UnixFS
-    data decoded; other codecs are decoded when their links are asked for."""
-    block = Block(cid, data)
-    if cid.codec.code == DAG_PB:
-        block.node = decode_node(data)
-        if block.node.data is not None:
-            try:
-                block.unixfs = decode_unixfs(block.node.data)
-            except ValueError:
-                block.unixfs = None
-    return block
-
-
-def links_of(block: Block) -> list[CID]:
-    """All CIDs a block links to (dag-pb, DAG-CBOR or DAG-JSON links), in order; none for
-    raw blocks and codecs without links howto knows of."""
-    if block.node is not None:
-        return [as_cid(link.hash) for link in block.node.links]
-    if block.cid.codec.code in (DAG_CBOR, DAG_JSON):
-        return [to_cid(c) for c in _cbor_links(decode_ipld(block))]
-    return []
 
 
 def _cbor_links(value: object) -> Iterator[CID]:
@@ -420,6 +416,4 @@ __all__ = [
     "Entry",
     "Resolver",
     "as_cid",
-    "decode_block",
-    "links_of",
 ]
