@@ -1,5 +1,6 @@
-"""Names: IPNS keys, signed records, their validation and resolution.  Imports ``formats``
-and ``blocks``.
+"""Names: IPNS keys, signed records, their validation and resolution (``ipns``), and where
+keys and records are kept (``storage``: records with the repository, keys on this machine).
+Imports ``formats`` and ``blocks``.
 """
 
 from ..lazy import exports
