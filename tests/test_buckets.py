@@ -27,7 +27,8 @@ from howto.blocks.bucket import BucketRepo, StorageError, open_repo
 from howto.blocks.bundled import bundled_car_files
 from howto.blocks.chain import CarBlocks, Chain
 from howto.blocks.repo import Repo, block_key
-from howto.errors import IntegrityError
+from howto.errors import IntegrityError, NotFoundError
+from howto.formats.car import write_car
 from howto.formats.cids import multihash_of, raw_cid, to_cid
 from howto.fs import enable, filesystem
 from howto.retrieval.reader import DagReader
@@ -317,6 +318,48 @@ def test_missing_bucket_is_one_line_naming_it(tmp_path, s3env, monkeypatch):
     assert "no-such-bucket" in err
     with pytest.raises(StorageError):
         open_repo().get(_raw_cid(b"x"))
+
+
+def test_a_missing_bucket_is_an_error_wherever_it_is_asked(tmp_path, s3env, bucket, monkeypatch):
+    """An object store says "no such key" alike for an absent block and an absent bucket;
+    the repository tells them apart, so a misspelt bucket never passes for an empty one."""
+    cid = _raw_cid(b"x")
+    present = BucketRepo(f"s3://{bucket}/repo")  # a bucket that exists, still empty
+    assert not present.has(cid) and list(present.keys()) == [] and list(present.verify()) == []
+    assert present.collect_garbage() == []
+    with pytest.raises(NotFoundError):
+        present.get(cid)
+    missing = f"b{uuid.uuid4().hex[:12]}"
+    asks = {
+        "has": lambda repo: repo.has(cid),
+        "in": lambda repo: cid in repo,
+        "get": lambda repo: repo.get(cid),
+        "keys": lambda repo: list(repo.keys()),
+        "verify": lambda repo: list(repo.verify()),
+        "collect_garbage": lambda repo: repo.collect_garbage(),
+        "put": lambda repo: repo.put(cid, b"x"),
+        "chain": lambda repo: Chain([repo]).has(cid),
+    }
+    for name, ask in asks.items():
+        with pytest.raises(StorageError) as info:
+            ask(BucketRepo(f"s3://{missing}/repo"))
+        assert (
+            str(info.value) == f"s3://{missing}/repo: no bucket {missing!r} at {s3env.endpoint_url}"
+        ), name
+    monkeypatch.setenv("HOWTO_REPO", f"s3://{missing}/repo")
+    car = tmp_path / "x.car"
+    with open(car, "wb") as f:
+        write_car(f, [cid], [(cid, b"x")])
+    for args in (
+        ["repo", "verify"],
+        ["repo", "gc"],
+        ["cat", "--offline", str(cid)],
+        ["dag", "import", car],
+    ):
+        err = one_line_failure(*args)
+        assert f"no bucket {missing!r}" in err, (args, err)
+    s3env.make_bucket(missing)  # nothing was written on the way
+    assert list(BucketRepo(f"s3://{missing}/repo").keys()) == []
 
 
 def test_unreachable_endpoint_fails_in_time_naming_it(tmp_path, s3env, monkeypatch):

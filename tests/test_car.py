@@ -318,6 +318,80 @@ def test_a_good_car_is_imported_whole(good_car, tmp_path, howto_repo):
     assert cat.stdout == "s\n"
 
 
+# --- dag import: complete DAGs, stats --------------------------------------------------------
+
+
+def without(car: bytes, sections: list[Section], *dropped: int) -> bytes:
+    """``car`` with the given sections (by index) cut out."""
+    kept, pos = [], 0
+    for i in sorted(dropped):
+        kept.append(car[pos : sections[i].start])
+        pos = sections[i + 1].start if i + 1 < len(sections) else len(car)
+    return b"".join(kept) + car[pos:]
+
+
+def test_dag_import_reports_blocks_and_bytes_as_kubo_does(good_car, tmp_path, howto_repo):
+    car, sections = good_car
+    path = tmp_path / "good.car"
+    path.write_bytes(car)
+    result = howto_cli("dag", "import", "--stats", str(path))
+    assert result.returncode == 0, result.stderr
+    root = CID.decode(sections[0].cid).set(base="base32")
+    size = sum(len(s.data) for s in sections)
+    assert result.stdout.splitlines() == [
+        f"imported root {root} (DAG complete)",
+        f"Imported {len(sections)} blocks ({size} bytes)",
+    ]
+
+
+def test_an_incomplete_dag_is_refused_naming_the_first_missing_block(
+    good_car, tmp_path, howto_repo
+):
+    car, sections = good_car
+    holey = without(car, sections, 3, 6)  # the second leaf of "big", and "small"
+    path = tmp_path / "holey.car"
+    path.write_bytes(holey)
+    with pytest.raises(CARError, match="incomplete DAG") as info:
+        import_car(io.BytesIO(holey), Repo())
+    assert _cid_text(sections[3]) in str(info.value)  # depth first: the leaf comes first
+    assert _cid_text(sections[6]) not in str(info.value)
+    assert stored_blocks(howto_repo) == [] and staging_leftovers(howto_repo) == []
+    result = howto_cli("dag", "import", str(path))
+    assert result.returncode == 1 and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert _cid_text(sections[3]) in result.stderr and str(path) in result.stderr
+    assert stored_blocks(howto_repo) == [] and staging_leftovers(howto_repo) == []
+    # asked for, an incomplete DAG is kept as it is
+    kept = howto_cli("dag", "import", "--no-check", "--stats", str(path))
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.splitlines()[0].endswith("(DAG not checked)")
+    assert kept.stdout.splitlines()[1].startswith(f"Imported {len(sections) - 2} blocks ")
+    assert len(stored_blocks(howto_repo)) == len(sections) - 2
+
+
+def test_the_missing_blocks_may_come_from_the_repository_or_another_car(
+    good_car, tmp_path, howto_repo
+):
+    car, sections = good_car
+    top = tmp_path / "top.car"
+    top.write_bytes(without(car, sections, 2, 3, 4, 5))  # the four leaves elsewhere
+    assert "incomplete DAG" in howto_cli("dag", "import", str(top)).stderr
+    rest = tmp_path / "rest.car"
+    leaves = [(CID.decode(s.cid), s.data) for s in sections[2:6]]
+    with open(rest, "wb") as f:
+        write_car(f, [leaves[0][0]], leaves)
+    both = howto_cli("dag", "import", str(top), str(rest))  # one import, two files
+    assert both.returncode == 0, both.stderr
+    assert len(stored_blocks(howto_repo)) == len(sections)
+    for block in stored_blocks(howto_repo):
+        block.unlink()
+    # the leaves already in the repository, the rest from a CAR
+    Repo().put_many(leaves)
+    roots, count = import_car(io.BytesIO(top.read_bytes()), Repo())
+    assert roots == [CID.decode(sections[0].cid)] and count == len(sections) - 4
+    assert howto_cli("cat", f"{roots[0]}/small").stdout == "s\n"
+
+
 # --- hashing in a second thread ----------------------------------------------------------
 
 

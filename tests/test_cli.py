@@ -95,6 +95,69 @@ def test_add_options_change_the_cid_as_in_kubo(tmp_path):
     assert ok("add", "-Q", "--raw-leaves", empty) == f"{EMPTY_RAW}\n"
 
 
+# --- add from standard input ---------------------------------------------------------------
+
+# kubo's t0040-add-and-cat: a pipe is named by its own CID, unless --stdin-name names it.
+NEPTUNE = b"Hello Neptune!\nHello Pluton!"
+NEPTUNE_V0 = "QmZDhWpi8NvKrekaYYhxKCdNVGWsFFe1CREnAjP1QbPaB3"
+JUPITER_V0 = "QmUnvPcBctVTAcJpigv6KMqDvmDewksPWrNVoy1E1WP5fh"  # "Hello Jupiter!\n"
+IPFS_TXT_V0 = "QmdFyxZXsFiP4csgfM5uPu99AvFiKH62CSPDw5TP92nr7w"  # "IPFS\n" as file.txt
+
+
+def piped(data: bytes, *args: str | Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*HOWTO, *map(str, args)], input=data, capture_output=True, timeout=300, **kwargs
+    )
+
+
+def test_add_reads_a_pipe_as_kubo_does(howto_repo):
+    result = piped(NEPTUNE, "add")
+    assert result.returncode == 0 and result.stderr == b"", result.stderr
+    assert result.stdout.decode() == f"added {NEPTUNE_V0} {NEPTUNE_V0}\n"
+    assert piped(NEPTUNE, "add", "-Q").stdout.decode() == f"{NEPTUNE_V0}\n"
+    assert piped(b"Hello Jupiter!\n", "add", "-q").stdout.decode() == f"{JUPITER_V0}\n"
+    named = piped(b"IPFS\n", "add", "--stdin-name", "file.txt").stdout.decode()
+    assert named == f"added {IPFS_TXT_V0} file.txt\n"
+    wrapped = piped(b"IPFS\n", "add", "-w", "-Q", "--stdin-name", "file.txt").stdout.decode()
+    assert ok("cat", f"{wrapped.strip()}/file.txt") == "IPFS\n"
+    assert run("cat", NEPTUNE_V0).stdout == NEPTUNE  # stored: readable back
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [[], ["--cid-version", "1"], ["--raw-leaves"], ["--chunker", "size-1000"], ["-n"]],
+)
+def test_a_pipe_gets_the_cid_of_the_same_bytes_in_a_file(tmp_path, howto_repo, flags):
+    data = keystream("stdin", 2 * DEFAULT_CHUNK + 3)  # three leaves and a root
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    from_file = ok("add", "-Q", *flags, path).strip()
+    from_pipe = piped(data, "add", "-Q", *flags)
+    assert from_pipe.returncode == 0, from_pipe.stderr
+    assert from_pipe.stdout.decode().strip() == from_file
+    dash = piped(data, "add", *flags, path, "-").stdout.decode().splitlines()
+    assert dash == [f"added {from_file} data.bin", f"added {from_file} {from_file}"]
+
+
+def test_add_with_only_hash_from_a_pipe_stores_nothing(howto_repo):
+    assert piped(NEPTUNE, "add", "-n", "-Q").stdout.decode() == f"{NEPTUNE_V0}\n"
+    assert block_files(howto_repo) == []
+
+
+def test_add_refuses_to_wait_on_a_terminal_and_a_nameless_wrap(howto_repo):
+    primary, secondary = pty.openpty()
+    try:
+        result = subprocess.run([*HOWTO, "add"], stdin=secondary, capture_output=True, timeout=60)
+    finally:
+        os.close(secondary)
+        os.close(primary)
+    err = result.stderr.decode()
+    assert result.returncode == 1 and "pipe" in err and len(err.splitlines()) == 1, err
+    wrapped = piped(NEPTUNE, "add", "-w")
+    assert wrapped.returncode == 1 and b"--stdin-name" in wrapped.stderr
+    assert wrapped.stdout == b"" and block_files(howto_repo) == []
+
+
 def test_add_directory_lists_entries_root_last(planets):
     lines = ok("add", "-r", planets).splitlines()
     names = [line.split(" ", 2)[2] for line in lines]
@@ -253,7 +316,8 @@ def _error_cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["add", "--chunker", "size-2096897", str(tmp / "file")], "2096897"),
         (["add", "--cid-version", "2", str(tmp / "file")], "CID version 2"),
         (["add", "--cid-version", "one", str(tmp / "file")], "cid-version"),
-        (["add"], "PATH"),
+        (["add", "-", str(tmp / "file"), "-"], "only once"),  # refused before reading
+        (["add", "-w", "-"], "--stdin-name"),
         (["cat", "notacid"], "notacid"),
         (["cat", "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyf"], "not a CID"),
         (["ls", "bafy"], "not a CID"),
@@ -417,3 +481,56 @@ def test_progress_bar_through_the_api(large, hello, capsys):
     assert "100%" in err
     list(add_paths([hello], only_hash=True, progress=True))  # too small to bother
     assert capsys.readouterr().err == ""
+
+
+# --- start-up: each verb imports what it uses ----------------------------------------------
+
+HEAVY = {"aiohttp", "xarray", "intake", "zarr", "fsspec", "numpy", "pandas", "s3fs"}
+
+
+def imported_by(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, set]:
+    """Run the command with ``-X importtime``; the top-level names of every module it
+    imported, read from the interpreter's own report on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *HOWTO[1:], *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    report = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert report, result.stderr  # the report is there, so an empty set would mean something
+    names = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in report}
+    return result, names
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["add", "--help"]])
+def test_version_and_help_load_no_heavy_library(args):
+    result, names = imported_by(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "howto" in names and not names & (HEAVY | {"multiformats", "http", "ssl"}), names
+    if args == ["--version"]:
+        assert result.stdout.startswith("howto version ")
+
+
+def test_cat_of_a_local_block_loads_no_http_client_nor_fsspec(hello, howto_repo, tmp_path):
+    root = ok("add", "-Q", "--cid-version", "1", hello).strip()
+    # a configured gateway is not asked (nor its client imported) for a block held locally
+    env = {**os.environ, "IPFS_GATEWAY": "http://127.0.0.1:9"}
+    result, names = imported_by("cat", root, env=env)
+    assert result.returncode == 0 and result.stdout == "hello world", result.stderr[-2000:]
+    assert "multiformats" in names
+    assert not names & (HEAVY | {"http", "ssl"}), names & (HEAVY | {"http", "ssl"})
+
+
+def test_startup_benchmark_runs_and_reports_every_figure():
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_startup.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--repeat", "2", "--no-goal"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for figure in ("reference: python -c pass", "howto --version", "howto --help", "howto cat"):
+        assert figure in result.stdout

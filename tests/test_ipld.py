@@ -770,3 +770,27 @@ def test_metadata_operations_read_split_hierarchies():
     assert all(isinstance(decode(usual[str(root)])["ta"], dict) for root in whole)
     # same content, cut differently; the result is cut by the usual limit: same CID
     assert concat(split, "sounding", backend=small) == concat(whole, "sounding", backend=usual)
+
+
+def test_links_print_as_cid_text_through_the_one_base32_encoder():
+    """The codec names links with ``cid_text``; that encoder agrees with RFC 4648 (the
+    standard library's, unpadded and lower case) at every length, and is the only one in
+    the package."""
+    import base64
+    import os
+    from pathlib import Path
+
+    from howto.formats.cids import base32, cid_text
+    from howto.ipld.codec import Link
+
+    for length in range(0, 41):
+        raw = os.urandom(length)
+        assert base32(raw) == base64.b32encode(raw).decode().rstrip("=").lower()
+    for data, codec in ((b"x", RAW), (b"\xa0", DAG_CBOR)):
+        link = Link.of(data, codec)
+        assert str(link) == cid_text(link.raw) == str(CID.decode(link.raw).set(base="base32"))
+    v0 = CID("base58btc", 0, "dag-pb", multihash.digest(b"node", "sha2-256"))
+    assert str(Link(bytes(v0))) == str(v0)
+    package = Path(__file__).resolve().parents[1] / "src" / "howto"
+    encoders = [p.name for p in package.rglob("*.py") if "b32encode(" in p.read_text()]
+    assert encoders == []

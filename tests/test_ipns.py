@@ -273,3 +273,61 @@ def test_ipns_values_naming_no_key_are_not_followed():
     (name,) = publish_chain(records, ["/ipns/example.org/data"])  # DNSLink: not supported
     with pytest.raises(IpnsError, match="cannot follow"):
         resolve_path(name, records=records)
+
+
+# --- where keys and records live --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3():
+    from howto.s3server import local_s3
+
+    with local_s3() as server:
+        yield server
+
+
+def test_records_follow_a_bucket_repository_and_keys_stay_on_this_machine(
+    tmp_path, s3, monkeypatch
+):
+    """With ``$HOWTO_REPO`` a bucket, a published record lands in the bucket (any reader of
+    the repository finds it) and the key stays in this machine's cache folder: the bucket
+    holds no key unless ``$HOWTO_KEYS`` names a bucket."""
+    import uuid
+
+    from howto.blocks.bucket import BucketRepo, StorageError
+
+    bucket = f"b{uuid.uuid4().hex[:12]}"
+    s3.make_bucket(bucket)
+    env = {**os.environ, **s3.environ, "HOWTO_REPO": f"s3://{bucket}/repo"}
+    env.pop("HOWTO_KEYS", None)
+    publisher = {**env, "XDG_CACHE_HOME": str(tmp_path / "publisher-cache")}
+    made = howto_cli("key", "gen", "site", env=publisher)
+    assert made.returncode == 0, made.stderr
+    name = made.stdout.decode().strip()
+    key_file = tmp_path / "publisher-cache" / "howto" / "repo" / "keys" / "site"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    published = howto_cli("name", "publish", "-k", "site", f"/ipfs/{EMPTY_RAW}", env=publisher)
+    assert published.returncode == 0, published.stderr
+    for name_, value in s3.environ.items():
+        monkeypatch.setenv(name_, value)
+    fs = BucketRepo(f"s3://{bucket}").fs
+    assert fs.find(bucket) == [f"{bucket}/repo/ipns/{name}.ipns-record"]  # no key there
+    # another machine (another cache folder, no key) resolves the name from the bucket
+    reader = {**env, "XDG_CACHE_HOME": str(tmp_path / "reader-cache")}
+    resolved = howto_cli("--offline", "name", "resolve", name, env=reader)
+    assert resolved.stdout.decode() == f"/ipfs/{EMPTY_RAW}\n", resolved.stderr
+    assert howto_cli("key", "list", env=reader).stdout == b""
+    # asked for explicitly, keys go to a bucket too
+    asked = {**publisher, "HOWTO_KEYS": f"s3://{bucket}/keys"}
+    assert howto_cli("key", "gen", "shared", env=asked).returncode == 0
+    fs.invalidate_cache()
+    assert f"{bucket}/keys/shared" in fs.find(bucket)
+    assert howto_cli("key", "list", env=asked).stdout == b"shared\n"
+    # and a folder named by $HOWTO_KEYS holds them when given
+    folder = {**publisher, "HOWTO_KEYS": str(tmp_path / "my-keys")}
+    assert howto_cli("key", "gen", "here", env=folder).returncode == 0
+    assert (tmp_path / "my-keys" / "here").is_file()
+    # a bucket that does not exist is an error, for records as for blocks
+    missing = RecordStore(location=f"s3://{bucket}-missing/repo/ipns")
+    with pytest.raises(StorageError, match="no bucket"):
+        missing.get(parse_name(name))

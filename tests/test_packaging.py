@@ -57,7 +57,9 @@ def run(command: list, **kwargs) -> subprocess.CompletedProcess:
 def dependencies_view(folder: Path) -> Path:
     """Links to this environment's installed packages, without howto and without .pth."""
     folder.mkdir()
-    for packages in site.getsitepackages():
+    # an environment may chain another's site-packages (a .pth line): those count too
+    chained = [p for p in sys.path if Path(p).name == "site-packages" and Path(p).is_dir()]
+    for packages in dict.fromkeys([*site.getsitepackages(), *chained]):
         for item in sorted(Path(packages).iterdir()):
             name = item.name
             if (
@@ -163,3 +165,21 @@ def test_metadata_builds_without_warnings(tmp_path) -> None:
     output = result.stdout + result.stderr
     assert list((tmp_path / "dist").glob("howto-*.whl"))
     assert "Warning" not in output and "deprecated" not in output, output[-4000:]
+
+
+@pytest.mark.timeout(180)
+def test_editable_build_is_quiet_and_one_path_line(tmp_path) -> None:
+    """``pip install -e .`` has nothing to warn about: every package lives under src/ (the
+    catalogs through a link), so setuptools writes one .pth line, not an import finder."""
+    import zipfile
+
+    repo = clone(tmp_path / "clone")
+    build = "import sys, setuptools.build_meta as b; b.build_editable(sys.argv[1])"
+    result = run([sys.executable, "-W", "always", "-c", build, str(tmp_path / "dist")], cwd=repo)
+    output = result.stdout + result.stderr
+    assert "!!" not in output and "Warning" not in output, output[-4000:]
+    (wheel,) = (tmp_path / "dist").glob("howto-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (pth,) = [name for name in archive.namelist() if name.endswith(".pth")]
+        assert archive.read(pth).decode().strip() == str(repo / "src")
+        assert not [name for name in archive.namelist() if name.endswith("finder.py")]

@@ -423,3 +423,52 @@ def test_ipns_chains_through_a_gateway(tmp_path):
         assert ipns.ls(names[0], detail=False) == [f"{names[0]}/hello.txt"]
         with pytest.raises(IpnsError, match="loop"):
             ipns.cat(f"ipns://{names[2]}/hello.txt")
+
+
+def test_http_sessions_are_closed_when_the_file_system_goes(url, site, tmp_path):
+    """A file known to be one raw block and not held locally is fetched on fsspec's event
+    loop through an aiohttp session; dropping the file system closes that session (on its
+    loop, through aiohttp's public ``close``), with no warning about anything left open."""
+    script = f"""
+import gc, aiohttp
+from howto.fs import VerifiedIPFSFileSystem
+fs = VerifiedIPFSFileSystem(gateway_addr={url!r}, timeout=20, skip_instance_cache=True)
+fs.ls({str(site.root)!r})
+assert fs.cat({f"{site.root}/hello.txt"!r}) == {HELLO!r}
+sessions = [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession)]
+assert sessions and not any(s.closed for s in sessions), sessions
+del fs
+gc.collect()
+assert all(s.closed for s in sessions), sessions
+print("closed", len(sessions))
+
+async def on_our_loop():  # a file system driven by the caller's event loop
+    fs = VerifiedIPFSFileSystem(
+        gateway_addr={url!r}, timeout=20, skip_instance_cache=True, asynchronous=True
+    )
+    await fs._ls({str(site.root)!r})
+    assert await fs._cat_file({f"{site.root}/hello.txt"!r}) == {HELLO!r}
+    mine = [
+        o for o in gc.get_objects()
+        if isinstance(o, aiohttp.ClientSession) and all(o is not s for s in sessions)
+    ]
+    assert mine and not any(s.closed for s in mine), mine
+    del fs
+    gc.collect()
+    assert all(s.closed for s in mine), mine
+    print("closed on our loop", len(mine))
+
+import asyncio
+asyncio.run(on_our_loop())
+"""
+    env = {**os.environ, "HOWTO_REPO": str(tmp_path / "empty")}
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("closed ") and "closed on our loop" in result.stdout
+    assert "Unclosed" not in result.stderr and "coroutine" not in result.stderr, result.stderr

@@ -10,8 +10,6 @@ The package is built in layers, each a folder that imports only the ones below i
 this file maps them.  Names are imported on first use, so ``import howto`` stays quick.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .errors import (
     CatalogError,
     GatewayError,
@@ -23,12 +21,7 @@ from .errors import (
 )
 from .lazy import exports
 
-try:
-    __version__ = version("howto")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0"
-
-_lazy, __getattr__, __dir__ = exports(
+_lazy, _getattr, __dir__ = exports(
     __name__,
     {
         "unixfs.add": ["add"],
@@ -38,6 +31,22 @@ _lazy, __getattr__, __dir__ = exports(
         "gateway.server": ["serve"],
     },
 )
+
+
+def __getattr__(name: str) -> object:
+    """The lazily imported names, and ``__version__``, looked up in the installed metadata
+    on first use (``importlib.metadata`` costs more to import than the rest of this file)."""
+    if name != "__version__":
+        return _getattr(name)
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        value = version("howto")
+    except PackageNotFoundError:  # running from a source tree without installing
+        value = "0.0.0"
+    globals()["__version__"] = value
+    return value
+
 
 __all__ = [
     "CatalogError",

@@ -1,28 +1,25 @@
 """The ``howto`` command: kubo's verbs (add, cat, ls, dag export/import, serve) and catalogs.
 
 Errors print one line on stderr and exit non-zero; tracebacks are for bugs only.
+
+Each verb imports what it uses when it runs, and nothing is imported at the top but the
+standard library's argparse: ``howto --help`` need not load an HTTP client, and
+``howto cat`` of a local block need not load fsspec (``tests/test_cli.py`` checks it).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from collections.abc import Sequence
-from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from multiformats import CID
-
-from .blocks.bucket import open_repo
-from .blocks.chain import CarBlocks, Chain
 from .errors import SHOWN_CHARS, HowtoError, printable
-from .formats.car import CARError
-from .formats.cids import parse_cid, to_cid
-from .retrieval.reader import DagReader
-from .retrieval.sources import default_chain, local_chain
-from .retrieval.transfer import export_car, get_tree, import_car
-from .unixfs.add import add_paths
+
+if TYPE_CHECKING:
+    from multiformats import CID
+
+    from .retrieval.reader import DagReader
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,6 +27,19 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> NoReturn:
+        from . import __version__
+
+        print(f"howto version {__version__}")  # as 'ipfs --version' words it
+        parser.exit(0)
 
 
 def _cid_arg(text: str) -> tuple[CID | None, str]:
@@ -43,6 +53,8 @@ def _cid_arg(text: str) -> tuple[CID | None, str]:
             return None, "/".join(filter(None, [name_text(parse_name(name)), path.strip("/")]))
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+    from .formats.cids import parse_cid
+
     try:
         return parse_cid(text)
     except ValueError as exc:
@@ -54,7 +66,9 @@ def _target(args: argparse.Namespace) -> tuple[CID, str]:
     cid, path = args.cid
     if cid is not None:
         return cid, path
+    from .formats.cids import parse_cid
     from .names.ipns import resolve_path
+    from .retrieval.sources import default_chain
 
     root, inner = parse_cid(resolve_path(path, default_chain(offline=args.offline)).path)
     return root, inner
@@ -71,11 +85,19 @@ def _port_arg(text: str) -> int:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
+    from .formats.cids import to_cid
+    from .unixfs.add import STDIN, add_paths
+
     if args.cid_version not in (0, 1):
         raise ValueError(f"unknown CID version {args.cid_version}: use 0 or 1")
+    paths = args.paths
+    if not paths:  # as 'ipfs add': read a pipe, but never wait on a terminal
+        if sys.stdin is None or sys.stdin.isatty():
+            raise ValueError("nothing to add: give a PATH, or pipe bytes to standard input")
+        paths = [STDIN]
     last = None
     for added in add_paths(
-        args.paths,
+        paths,
         recursive=args.recursive,
         hidden=args.hidden,
         only_hash=args.only_hash,
@@ -84,6 +106,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
         cid_version=args.cid_version,
         chunker=args.chunker,
         progress=False if (args.quiet or args.quieter) else None,
+        stdin_name=args.stdin_name,
     ):
         last = added
         if args.quieter:
@@ -98,6 +121,9 @@ def _cmd_add(args: argparse.Namespace) -> int:
 def _reader(args: argparse.Namespace) -> DagReader:
     """Local blocks first, then the configured gateways (none with ``--offline``); blocks
     fetched from gateways are kept in the repository, as kubo keeps them."""
+    from .retrieval.reader import DagReader
+    from .retrieval.sources import default_chain
+
     return DagReader(default_chain(offline=args.offline, keep=True))
 
 
@@ -121,6 +147,10 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .retrieval.transfer import get_tree
+
     cid, path = _target(args)
     out = Path(args.output) if args.output else Path(path.rsplit("/", 1)[-1] or str(cid))
     written = get_tree(_reader(args), cid, path, out, progress=not args.quiet)
@@ -131,6 +161,8 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 
 def _cmd_dag_export(args: argparse.Namespace) -> int:
+    from .retrieval.transfer import export_car
+
     cid, path = _target(args)
     if sys.stdout.isatty():
         raise ValueError("refusing to write a CAR to a terminal: redirect it to a file")
@@ -142,18 +174,25 @@ def _cmd_dag_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_dag_import(args: argparse.Namespace) -> int:
-    for path in args.files:
-        with open(path, "rb") as f:
-            try:
-                roots, count = import_car(f, open_repo())
-            except CARError as exc:
-                raise CARError(f"{path}: {exc}") from None
-        for root in roots:
-            print(f"imported root {root} ({count} blocks from {path})")
+    from contextlib import ExitStack
+
+    from .blocks.bucket import open_repo
+    from .retrieval.transfer import import_cars
+
+    with ExitStack() as files:  # one transaction for all: a root may span several CARs
+        cars = ((path, files.enter_context(open(path, "rb"))) for path in args.files)
+        imported = import_cars(cars, open_repo(), check=not args.no_check)
+    state = "DAG not checked" if args.no_check else "DAG complete"
+    for root in imported.roots:
+        print(f"imported root {root} ({state})")
+    if args.stats:  # kubo's --stats line, word for word
+        print(f"Imported {imported.blocks} blocks ({imported.size} bytes)")
     return 0
 
 
 def _cmd_repo_verify(args: argparse.Namespace) -> int:
+    from .blocks.bucket import open_repo
+
     repo = open_repo()
     where = getattr(repo, "url", None) or getattr(repo, "path", "")
     damaged = 0
@@ -169,6 +208,8 @@ def _cmd_repo_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_repo_gc(args: argparse.Namespace) -> int:
+    from .blocks.bucket import open_repo
+
     repo = open_repo()
     for folder in repo.collect_garbage():
         print(f"removed {str(folder).rstrip('/').rsplit('/', 1)[-1]}")
@@ -177,8 +218,11 @@ def _cmd_repo_gc(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     import logging
+    import threading
 
+    from .blocks.chain import CarBlocks, Chain
     from .gateway import GatewayServer
+    from .retrieval.sources import local_chain
 
     # one line on stderr per failed request (see howto.gateway.log), 404s included
     handler = logging.StreamHandler()
@@ -220,6 +264,7 @@ def _cmd_key_list(args: argparse.Namespace) -> int:
 
 def _cmd_name_publish(args: argparse.Namespace) -> int:
     from .errors import IpnsError, NotFoundError
+    from .formats.cids import parse_cid
     from .names.ipns import (
         DEFAULT_LIFETIME,
         KeyStore,
@@ -248,12 +293,15 @@ def _cmd_name_publish(args: argparse.Namespace) -> int:
 
 def _cmd_name_resolve(args: argparse.Namespace) -> int:
     from .names.ipns import resolve_path
+    from .retrieval.sources import default_chain
 
     print(printable(resolve_path(args.name, default_chain(offline=args.offline)).path))
     return 0
 
 
 def _cmd_name_inspect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .errors import IpnsError
     from .formats.dagjson import display
     from .names.ipns import inspect_record, verify_record
@@ -286,6 +334,8 @@ def _text_or_bytes(value: object) -> object:
 
 
 def _cmd_routing_put(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .names.ipns import RecordStore, name_text, parse_name
 
     if not args.key.startswith("/ipns/"):
@@ -336,14 +386,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--offline", action="store_true", help="read local blocks only, ask no gateway"
     )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     network = _Parser(add_help=False)
     network.add_argument(
         "--offline", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("add", help="import files like 'ipfs add' and print their CIDs")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p = sub.add_parser(
+        "add",
+        help="import files like 'ipfs add' and print their CIDs",
+        description="Import files, directories (-r), URLs or standard input (no PATH, or -) "
+        "as 'ipfs add' does, and print their CIDs.",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="a file, folder, URL or -")
     p.add_argument("-r", "--recursive", action="store_true", help="add directories")
     p.add_argument("-H", "--hidden", action="store_true", help="include files starting with .")
     p.add_argument("-n", "--only-hash", action="store_true", help="only compute CIDs")
@@ -355,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-leaves", action="store_true", help="leaves as raw blocks")
     p.add_argument("--cid-version", type=int, default=0, help="0 (default) or 1")
     p.add_argument("--chunker", default="size-262144", help="size-N (default size-262144)")
+    p.add_argument(
+        "--stdin-name", metavar="NAME", help="name for standard input (default: its CID)"
+    )
     p.set_defaults(func=_cmd_add)
 
     p = sub.add_parser("cat", help="print a file's bytes, verified", parents=[network])
@@ -377,8 +436,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = dag.add_parser("export", help="write a DAG as CARv1 to stdout", parents=[network])
     p.add_argument("cid", type=_cid_arg, metavar="CID[/PATH]")
     p.set_defaults(func=_cmd_dag_export)
-    p = dag.add_parser("import", help="verify and store the blocks of CAR files")
+    p = dag.add_parser(
+        "import",
+        help="verify and store the blocks of CAR files",
+        description="Verify every block of the CAR files and store them all, or none. "
+        "By default every block under each root must be in the files or the repository "
+        "(kubo pins the roots it imports, which fails on an incomplete DAG).",
+    )
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="keep an incomplete DAG: do not walk the blocks under each root (kubo's "
+        "--pin-roots=false; howto keeps no pins, so the flag is named for what it skips)",
+    )
+    p.add_argument("--stats", action="store_true", help="print how many blocks and bytes")
     p.set_defaults(func=_cmd_dag_import)
     repo = sub.add_parser("repo", help="look after the local repository").add_subparsers(
         dest="repo_command", required=True

@@ -105,7 +105,7 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self._cache = BlockCache()  # verified nodes, shared by every reader of this instance
         self._readers: dict[tuple, tuple[DagReader, bool]] = {}
         self._resolved: dict[str, list[CID]] = {}  # path → CIDs, through verified nodes
-        self._sessions: dict[int, aiohttp.ClientSession] = {}
+        self._sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
         #: Siblings of remote chunks fetched ahead (``read_ahead`` MiB at most; 0: none).
         self.read_ahead = ReadAhead(
             most_bytes=default_read_ahead() if read_ahead is None else int(read_ahead * (1 << 20))
@@ -304,7 +304,7 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
             self.read_ahead.trim()
             gateways = [s for s in reader.chain.remote if isinstance(s, GatewayBlocks)]
             if gateways and self.read_ahead.should_stream(cids[-2]):
-                session = self._sessions[id(asyncio.get_running_loop())]
+                session = self._sessions[id(asyncio.get_running_loop())][1]  # made by fetch
                 self.read_ahead.stream(cids[-2], gateways[0].acar_blocks(cids[-2], session))
 
     cat_file = sync_wrapper(_cat_file)
@@ -312,14 +312,14 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
     async def _session(self) -> aiohttp.ClientSession:
         """An HTTP session for this event loop (fsspec may drive us from several)."""
         loop = asyncio.get_running_loop()
-        session = self._sessions.get(id(loop))
+        session = self._sessions.get(id(loop), (loop, None))[1]
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(limit=32, limit_per_host=default_connections())
             # no cookie jar: a gateway has no state to keep, and each response skips it
             session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
             )
-            self._sessions[id(loop)] = session
+            self._sessions[id(loop)] = (loop, session)
         return session
 
     def _open(self, path: str, mode: str = "rb", block_size: int | None = None, **kwargs):
@@ -407,9 +407,37 @@ def _siblings(reader: DagReader, directory: CID) -> list[Sibling]:
 
 
 def _close_sessions(sessions: dict) -> None:
-    for session in sessions.values():
-        if not session.closed and session.connector is not None:
-            session.connector._close()
+    """Close each HTTP session with aiohttp's public ``ClientSession.close``, on the event
+    loop it belongs to: fsspec's loop runs in a thread of its own and closes it there; a
+    session whose loop is this thread's, or is gone, has its connections closed at once."""
+    try:
+        current = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    for loop, session in list(sessions.values()):
+        if session.closed:
+            continue
+        if loop.is_running() and current is not loop:
+            try:
+                asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=5)
+            except Exception:  # a loop stopping meanwhile: nothing left to close
+                pass
+        elif current is None and not loop.is_running() and not loop.is_closed():
+            loop.run_until_complete(session.close())
+        else:
+            _close_now(session)
+
+
+def _close_now(session: aiohttp.ClientSession) -> None:
+    """Close a session from code that cannot wait: ``ClientSession.close`` closes every
+    connection before it first waits (for the sockets to finish closing), so its coroutine
+    is run up to that point and then left; the loop, if it still runs, finishes the rest."""
+    closing = session.close()
+    try:
+        closing.send(None)
+    except StopIteration:
+        return
+    closing.close()
 
 
 def enable() -> None:

@@ -15,6 +15,7 @@ __all__, __getattr__, __dir__ = exports(
             "BucketTransaction",
             "StorageError",
             "is_url",
+            "missing_bucket",
             "open_repo",
             "s3_storage_options",
             "storage_options_for",
@@ -32,6 +33,13 @@ __all__, __getattr__, __dir__ = exports(
             "combined_error",
             "unavailable",
         ],
-        "repo": ["Repo", "STALE_SECONDS", "Transaction", "default_repo_path", "stored_key"],
+        "repo": [
+            "Repo",
+            "STALE_SECONDS",
+            "Transaction",
+            "cache_repo_path",
+            "default_repo_path",
+            "stored_key",
+        ],
     },
 )

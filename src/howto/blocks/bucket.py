@@ -22,8 +22,8 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import fsspec
 from multiformats import CID
 
 from ..errors import HowtoError, IntegrityError, NotFoundError
@@ -37,8 +37,13 @@ from .repo import (
     stored_key,
 )
 
+if TYPE_CHECKING:  # fsspec (and its backends) load when a bucket is first used
+    import fsspec
+
 #: Services whose single PUT makes an object visible whole or not at all.
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
+#: Services whose paths begin with a bucket (or container) that must exist beforehand.
+BUCKET_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"}
 
 #: How many staged blocks are copied into place at once.
 UPLOAD_BATCH = 256
@@ -105,9 +110,15 @@ def storage_error(exc: BaseException, where: str, fs: fsspec.AbstractFileSystem)
     if isinstance(exc, PermissionError):
         return StorageError(f"{where}: access refused{at}: {text}")
     if isinstance(exc, FileNotFoundError) and "bucket" in text.lower():
-        bucket = where.split("://", 1)[-1].split("/", 1)[0]
-        return StorageError(f"{where}: no bucket {bucket!r}{at}")
+        return missing_bucket(where, fs)
     return StorageError(f"{where}{at}: {text}")
+
+
+def missing_bucket(where: str, fs: fsspec.AbstractFileSystem) -> StorageError:
+    """The one-line error for a URL whose bucket does not exist, naming it and the endpoint."""
+    endpoint = endpoint_of(fs)
+    bucket = where.split("://", 1)[-1].split("/", 1)[0]
+    return StorageError(f"{where}: no bucket {bucket!r}{f' at {endpoint}' if endpoint else ''}")
 
 
 @contextmanager
@@ -215,6 +226,7 @@ class BucketRepo:
         self.storage_options = storage_options_for(url, storage_options)
         self._fs: fsspec.AbstractFileSystem | None = None
         self._root: str | None = None
+        self._bucket_seen = False
 
     def __reduce__(self) -> tuple:
         return (BucketRepo, (self.url, self.storage_options))  # workers reconnect
@@ -226,6 +238,8 @@ class BucketRepo:
         return f"BucketRepo({self.url!r})"
 
     def _connect(self) -> None:
+        import fsspec
+
         fs, root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         self._fs, self._root = fs, root.rstrip("/")
 
@@ -261,13 +275,39 @@ class BucketRepo:
         raw, key = stored_key(cid)
         return raw, None if key is None else self.object_path(key)
 
+    def check_bucket(self) -> None:
+        """Raise ``StorageError`` when the repository's bucket does not exist.
+
+        An object store answers "no such key" alike for a missing block and for a missing
+        bucket; every answer of absence (``has``, ``get``, an empty listing) asks this
+        first, so a misspelt bucket is an error, never an empty repository.  A bucket once
+        seen is not asked for again.
+        """
+        if self._bucket_seen:
+            return
+        protocol = self.fs.protocol
+        protocols = {protocol} if isinstance(protocol, str) else set(protocol)
+        if not protocols & BUCKET_STORES:
+            self._bucket_seen = True
+            return
+        bucket = self.root.split("/", 1)[0]
+        with translated(self.url, self.fs):
+            exists = self.fs.exists(bucket)
+        if not exists:
+            raise missing_bucket(self.url, self.fs)
+        self._bucket_seen = True
+
     def has(self, cid: bytes | CID | str) -> bool:
-        """Whether the bucket holds the block (identity CIDs carry theirs)."""
+        """Whether the bucket holds the block (identity CIDs carry theirs); a bucket that
+        does not exist is a ``StorageError``."""
         _, path = self._object(cid)
         if path is None:
             return True
         with translated(self.url, self.fs):
-            return self.fs.exists(path)
+            if self.fs.exists(path):
+                return True
+        self.check_bucket()
+        return False
 
     __contains__ = has
 
@@ -280,6 +320,7 @@ class BucketRepo:
             with translated(self.url, self.fs):
                 return self.fs.cat_file(path)
         except FileNotFoundError:
+            self.check_bucket()
             raise NotFoundError(f"block {cid_text(raw)} is not in the {self}") from None
 
     def get(self, cid: bytes | CID | str) -> bytes:
@@ -313,9 +354,12 @@ class BucketRepo:
     def _objects(self) -> list[str]:
         with translated(self.url, self.fs):
             try:
-                return sorted(self.fs.find(f"{self.root}/blocks"))
+                found = sorted(self.fs.find(f"{self.root}/blocks"))
             except FileNotFoundError:
-                return []
+                found = []
+        if not found:
+            self.check_bucket()
+        return found
 
     def keys(self) -> Iterator[bytes]:
         """The multihash of every block stored."""
@@ -351,6 +395,7 @@ class BucketRepo:
             try:
                 prefixes = self.fs.ls(f"{self.root}/staging", detail=False)
             except FileNotFoundError:
+                self.check_bucket()
                 return removed
             for prefix in prefixes:
                 began = prefix.rstrip("/").rsplit("/", 1)[-1].partition("-")[0]
@@ -376,6 +421,7 @@ __all__ = [
     "Damage",
     "StorageError",
     "is_url",
+    "missing_bucket",
     "open_repo",
     "s3_storage_options",
     "storage_options_for",

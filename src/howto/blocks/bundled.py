@@ -7,8 +7,9 @@ from pathlib import Path
 
 
 def catalog_dir() -> Path:
-    """Where the catalogs live: ``catalogs/`` in a checkout, package data when installed."""
-    return Path(str(resources.files("howto.catalogs")))
+    """Where the catalogs live: ``catalogs/`` in a checkout (``src/howto/catalogs`` links
+    to it), package data when installed."""
+    return Path(str(resources.files("howto.catalogs"))).resolve()
 
 
 def bundled_car_files() -> list[Path]:

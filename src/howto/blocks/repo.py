@@ -31,6 +31,7 @@ from multiformats import CID
 
 from ..errors import IntegrityError, NotFoundError
 from ..formats.cids import (
+    base32,
     cid_text,
     inline_data,
     multihash_of,
@@ -48,6 +49,12 @@ def default_repo_path() -> Path:
     env = os.environ.get("HOWTO_REPO")
     if env:
         return Path(env).expanduser()
+    return cache_repo_path()
+
+
+def cache_repo_path() -> Path:
+    """The repository folder in the user's cache directory, used when ``$HOWTO_REPO`` is
+    not set (and where IPNS keys stay when it names a bucket)."""
     return Path(platformdirs.user_cache_dir("howto")) / "repo"
 
 
@@ -58,7 +65,7 @@ def default_repo_location() -> str:
 
 def block_key(multihash: bytes) -> str:
     """The name a block is filed under: its multihash in lower-case base32, unpadded."""
-    return base64.b32encode(multihash).decode().rstrip("=").lower()
+    return base32(multihash)
 
 
 def block_relpath(key: str) -> str:
@@ -290,6 +297,7 @@ __all__ = [
     "Damage",
     "Repo",
     "Transaction",
+    "cache_repo_path",
     "default_repo_path",
     "stored_key",
 ]

@@ -32,6 +32,7 @@ __all__, __getattr__, __dir__ = exports(
             "MIN_DIGEST",
             "RAW",
             "RAW_CID_PREFIX",
+            "base32",
             "check_cid",
             "check_multihash",
             "cid_bytes",

@@ -6,7 +6,6 @@ directly because a ``CID`` object costs far more than hashing a chunk.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import re
@@ -169,7 +168,7 @@ class _Named:
     def __str__(self) -> str:
         raw = bytes(self.cid)
         if len(raw) > 60:  # only the start, in linear time (decoding a long CID is not)
-            start = base64.b32encode(raw[:40]).decode("ascii").lower()
+            start = base32(raw[:40])
             return f"the CID b{start}… ({len(raw)} bytes)"
         try:
             return str(to_cid(raw))
@@ -333,7 +332,24 @@ def _v1_text(codec: int, multihash: bytes) -> str:
 def _raw_text(raw: bytes) -> str:
     if raw[0] != 1:
         return str(CID.decode(raw))
-    return "b" + base64.b32encode(raw).decode("ascii").lower().rstrip("=")
+    return "b" + base32(raw)
+
+
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+_PAIRS = [a + b for a in _BASE32 for b in _BASE32]  # ten bits at a time
+
+
+def base32(raw: bytes) -> str:
+    """RFC 4648 base32, lower case and unpadded, as multibase's ``b`` prefix wants it.
+
+    The one base32 encoder of the package (CID text, block file names): ten bits at a time
+    through a table, faster than ``base64.b32encode``, which works bit group by bit group.
+    """
+    bits = len(raw) * 8
+    pad = -bits % 10
+    number = int.from_bytes(raw, "big") << pad
+    pairs = [_PAIRS[(number >> shift) & 1023] for shift in range(bits + pad - 10, -1, -10)]
+    return "".join(pairs)[: -(-bits // 5)]
 
 
 @functools.lru_cache(maxsize=1 << 12)
@@ -352,6 +368,7 @@ __all__ = [
     "MAX_PATH_TEXT",
     "MIN_DIGEST",
     "RAW",
+    "base32",
     "check_cid",
     "check_multihash",
     "cid_bytes",

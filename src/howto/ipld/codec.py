@@ -18,7 +18,7 @@ from typing import Any
 
 from multiformats import CID
 
-from ..formats.cids import DAG_CBOR, RAW, cid_bytes, to_cid, verify_raw
+from ..formats.cids import DAG_CBOR, RAW, cid_bytes, cid_text, to_cid, verify_raw
 from ..formats.dagpb import read_varint
 
 _FLOAT = struct.Struct(">d")
@@ -54,7 +54,7 @@ class Link:
 
     def __str__(self) -> str:
         if self._text is None:
-            self._text = "b" + base32(self.raw) if self.raw[0] == 1 else str(to_cid(self.raw))
+            self._text = cid_text(self.raw)
         return self._text
 
     def __repr__(self) -> str:
@@ -65,19 +65,6 @@ class Link:
 
     def __hash__(self) -> int:
         return hash(self.raw)
-
-
-_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
-_PAIRS = [a + b for a in _BASE32 for b in _BASE32]  # ten bits at a time
-
-
-def base32(raw: bytes) -> str:
-    """RFC 4648 base32, lower case and unpadded (``base64.b32encode`` is pure Python)."""
-    bits = len(raw) * 8
-    pad = -bits % 10
-    number = int.from_bytes(raw, "big") << pad
-    pairs = [_PAIRS[(number >> shift) & 1023] for shift in range(bits + pad - 10, -1, -10)]
-    return "".join(pairs)[: -(-bits // 5)]
 
 
 def as_link(value: Link | CID | str | bytes) -> Link:

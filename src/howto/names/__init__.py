@@ -1,5 +1,6 @@
 """Names: IPNS keys of every libp2p type (``keys``); signed records, their validation and
-resolution (``ipns``).  Imports ``formats`` and ``blocks``.
+resolution (``ipns``); where keys and records are kept (``storage``: records with the
+repository, keys on this machine).  Imports ``formats`` and ``blocks``.
 """
 
 from ..lazy import exports
@@ -45,5 +46,6 @@ __all__, __getattr__, __dir__ = exports(
             "public_key",
             "sign",
         ],
+        "storage": ["Shelf", "keys_location", "records_location"],
     },
 )

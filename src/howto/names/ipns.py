@@ -16,8 +16,11 @@ name must be the one its key has.  A record's value must be an ``/ipfs/`` or ``/
 path; ``resolve_path`` follows ``/ipns/`` → ``/ipns/`` chains as kubo does (at most 32
 names, never a loop).
 
-Keys (ed25519) and the records published or received are kept in the repository
-(``$HOWTO_REPO/keys`` and ``$HOWTO_REPO/ipns``), never next to the project.
+Records published or received follow the repository: ``$HOWTO_REPO/ipns``, a folder or a
+bucket, where every reader of that repository finds them.  Keys (ed25519) stay on this
+machine: ``$HOWTO_REPO/keys`` for a folder repository, else beside the default local
+repository, or wherever ``$HOWTO_KEYS`` says; a key reaches a bucket only when
+``$HOWTO_KEYS`` names one (``howto.names.storage`` says why).  Never next to the project.
 """
 
 from __future__ import annotations
@@ -33,11 +36,11 @@ import dag_cbor
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from multiformats import CID, multibase
 
-from ..blocks.repo import default_repo_path
 from ..errors import HowtoError, IpnsError, NotFoundError
 from ..formats.cids import parse_cid
 from ..formats.dagpb import read_varint, varint
 from .keys import IDENTITY, MAX_NAME_KEY, SHA2_256, PrivateKey, key_for_name, public_key, sign
+from .storage import Shelf, keys_location, records_location
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -442,32 +445,40 @@ _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class KeyStore:
-    """Private keys by name, in ``<repository>/keys`` (readable by their owner only)."""
+    """Private keys by name, readable by their owner only: in ``location``, else in
+    ``<repo_path>/keys``, else where ``keys_location()`` says (this machine, not a bucket,
+    unless ``$HOWTO_KEYS`` names one)."""
 
-    def __init__(self, repo_path: Path | None = None) -> None:
-        self.path = (repo_path or default_repo_path()) / "keys"
+    def __init__(
+        self, repo_path: str | os.PathLike | None = None, location: str | None = None
+    ) -> None:
+        if location is None:
+            location = keys_location() if repo_path is None else str(Path(repo_path) / "keys")
+        self.shelf = Shelf(location, private=True)
+        self.path = self.shelf.path  # the folder, for keys kept on disk (None in a bucket)
 
-    def _file(self, name: str) -> Path:
+    def __str__(self) -> str:
+        return f"keys in {self.shelf}"
+
+    def _checked(self, name: str) -> str:
         if not _KEY_NAME.fullmatch(name):
             raise ValueError(f"invalid key name {name!r}: letters, digits, '.', '_', '-'")
-        return self.path / name
+        return name
 
     def generate(self, name: str) -> CID:
         """Make and keep a new ed25519 key; its IPNS name.  (``self`` is the key that
         ``howto name publish`` uses when given none, made on first use.)"""
-        path = self._file(name)
-        if path.exists():
-            raise FileExistsError(f"key {name!r} already exists")
+        name = self._checked(name)
         key = Ed25519PrivateKey.generate()
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.private_bytes_raw())
+        try:
+            self.shelf.write(name, key.private_bytes_raw(), exclusive=True)
+        except FileExistsError:
+            raise FileExistsError(f"key {name!r} already exists") from None
         return name_of(key)
 
     def load_or_generate(self, name: str) -> Ed25519PrivateKey:
         """The key ``name``, made first when it does not exist (as kubo's ``self``)."""
-        if not self._file(name).exists():
+        if not self.shelf.exists(self._checked(name)):
             try:
                 self.generate(name)
             except FileExistsError:  # another process made it meanwhile
@@ -476,35 +487,49 @@ class KeyStore:
 
     def load(self, name: str) -> Ed25519PrivateKey:
         try:
-            seed = self._file(name).read_bytes()
+            seed = self.shelf.read(self._checked(name))
         except FileNotFoundError:
             raise NotFoundError(f"no key named {name!r} (make one with 'howto key gen')") from None
         return Ed25519PrivateKey.from_private_bytes(seed)
 
     def names(self) -> dict[str, CID]:
         """Every key's name and IPNS name."""
-        if not self.path.is_dir():
-            return {}
-        return {p.name: name_of(self.load(p.name)) for p in sorted(self.path.iterdir())}
+        return {key: name_of(self.load(key)) for key in self.shelf.names()}
 
 
 class RecordStore:
-    """The newest record known for each name, in ``<repository>/ipns``.
+    """The newest record known for each name, in ``<repository>/ipns``: the folder
+    ``repo_path``, else the repository ``$HOWTO_REPO`` names (a folder or a bucket).
 
     Records are kept as received and checked again on every read: a file changed on disk
-    is refused like any forged record.
+    (or an object in the bucket) is refused like any forged record.
     """
 
-    def __init__(self, repo_path: Path | None = None) -> None:
-        self.path = (repo_path or default_repo_path()) / "ipns"
+    def __init__(
+        self, repo_path: str | os.PathLike | None = None, location: str | None = None
+    ) -> None:
+        if location is None:
+            location = records_location() if repo_path is None else str(Path(repo_path) / "ipns")
+        self.shelf = Shelf(location)
+        self.path = self.shelf.path  # the folder, for records kept on disk (None in a bucket)
+
+    def __str__(self) -> str:
+        return f"records in {self.shelf}"
+
+    @staticmethod
+    def _name(name: CID) -> str:
+        return f"{name_text(name)}.ipns-record"
 
     def file(self, name: CID) -> Path:
-        return self.path / f"{name_text(name)}.ipns-record"
+        """The record's file, for records kept in a folder."""
+        if self.path is None:
+            raise ValueError(f"the {self} are objects in a bucket, not files")
+        return self.path / self._name(name)
 
     def raw(self, name: CID) -> bytes:
         """The stored record's bytes (unchecked); ``NotFoundError`` when there is none."""
         try:
-            return self.file(name).read_bytes()
+            return self.shelf.read(self._name(name))
         except FileNotFoundError:
             raise NotFoundError(f"no record for /ipns/{name_text(name)}") from None
 
@@ -525,8 +550,5 @@ class RecordStore:
                 f"a newer record (sequence {held.sequence}) is already held for "
                 f"/ipns/{name_text(name)}"
             )
-        self.path.mkdir(parents=True, exist_ok=True)
-        temporary = self.path / f".{name_text(name)}.{os.getpid()}"
-        temporary.write_bytes(raw)
-        os.replace(temporary, self.file(name))
+        self.shelf.write(self._name(name), raw)
         return record

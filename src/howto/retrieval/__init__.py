@@ -30,7 +30,7 @@ __all__, __getattr__, __dir__ = exports(
             "local_chain",
             "local_sources",
         ],
-        "transfer": ["export_car", "get_tree", "import_car"],
+        "transfer": ["Imported", "export_car", "get_tree", "import_car", "import_cars"],
         "trustless": [
             "CAR_TYPE",
             "CarReply",

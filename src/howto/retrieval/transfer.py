@@ -6,6 +6,8 @@ import os
 import shutil
 import sys
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,7 +17,7 @@ from tqdm import tqdm
 from ..blocks.chain import BlockSource, BlockStore
 from ..errors import IntegrityError, shown
 from ..formats.car import CARError, read_car, write_car
-from ..formats.cids import is_identity
+from ..formats.cids import is_identity, multihash_of
 from ..unixfs.resolver import Resolver
 from .reader import DagReader
 
@@ -30,31 +32,105 @@ def export_car(root: CID, out: BinaryIO, source: BlockSource) -> int:
     return write_car(out, [root], blocks)
 
 
-def import_car(stream: BinaryIO, repo: BlockStore) -> tuple[list[CID], int]:
-    """Verify every block of a CAR (v1 or v2) and store them all, or none if any is bad.
+@dataclass(frozen=True)
+class Imported:
+    """What ``import_cars`` stored: the roots the CARs name, and their blocks and bytes."""
 
-    Like ``ipfs dag import``, it refuses (``CARError``) a CAR that names no root (the
-    CARv1 spec requires one), one that holds no block, and one whose root is neither in
-    it nor already in the repository: importing it would not make the root readable.
+    roots: list[CID]
+    blocks: int
+    size: int
+
+
+def import_car(stream: BinaryIO, repo: BlockStore, check: bool = True) -> tuple[list[CID], int]:
+    """Verify every block of a CAR (v1 or v2) and store them all, or none if any is bad;
+    the roots and the number of blocks.  See ``import_cars``."""
+    imported = import_cars([("", stream)], repo, check=check)
+    return imported.roots, imported.blocks
+
+
+def import_cars(
+    cars: Iterable[tuple[str, BinaryIO]], repo: BlockStore, check: bool = True
+) -> Imported:
+    """Verify and store the blocks of CAR streams, all of them or none (``CARError``, which
+    begins with the stream's name, a file name say, when it has one).
+
+    As ``ipfs dag import`` does, a CAR that names no root (the CARv1 spec requires one) or
+    holds no block is refused, and so is one whose root is neither in it nor already in
+    the repository.  With ``check`` (the default), every block under each root must be
+    there as well, in one of the CARs or in the repository: kubo pins the roots it imports
+    (``--pin-roots``, on by default), which fails on an incomplete DAG, and a DAG with a
+    hole would only fail later, when read.  The first missing block is named, and nothing
+    is stored.  ``check=False`` keeps an incomplete DAG (a CAR of one entity, say).
     """
-    roots, blocks = read_car(stream)
-    if not roots:
-        raise CARError("the CAR names no root (a CAR must name at least one)")
-    count = 0
-    held: set[bytes] = set()
+    roots: dict[bytes, tuple[CID, str]] = {}
+    links: dict[bytes, list[CID]] = {}  # multihash -> links, for every block of the CARs
+    count = size = 0
     with repo.transaction() as txn:
-        for cid, data in blocks:
-            txn.put(cid, data)
-            held.add(bytes(cid.digest))
-            count += 1
-        if not count:
-            raise CARError("the CAR holds no blocks")
-        for root in roots:
-            if bytes(root.digest) not in held and not repo.has(root):
+        for name, stream in cars:
+            where = f"{name}: " if name else ""
+            try:
+                found, blocks = read_car(stream)
+            except CARError as exc:
+                raise CARError(f"{where}{exc}") from None
+            if not found:
+                raise CARError(f"{where}the CAR names no root (a CAR must name at least one)")
+            held = count
+            for cid, data in _named(blocks, where):
+                txn.put(cid, data)
+                if check:
+                    links.setdefault(cid.digest, Resolver.links(Resolver.decode(cid, data)))
+                else:
+                    links.setdefault(cid.digest, [])
+                count += 1
+                size += len(data)
+            if count == held:
+                raise CARError(f"{where}the CAR holds no blocks")
+            for root in found:
+                roots.setdefault(bytes(root), (root, where))
+        for root, where in roots.values():
+            if root.digest not in links and not repo.has(root):
                 raise CARError(
-                    f"root {root} is neither in the CAR nor in the repository: nothing imported"
+                    f"{where}root {root} is neither in the CAR nor in the repository: "
+                    "nothing imported"
                 )
-    return roots, count
+        if check:
+            for root, where in roots.values():
+                missing = _first_missing(root, links, repo)
+                if missing is not None:
+                    raise CARError(
+                        f"{where}block {missing} under root {root} is neither in the CAR "
+                        "nor in the repository (an incomplete DAG): nothing imported"
+                    )
+    return Imported([root for root, _ in roots.values()], count, size)
+
+
+def _named(blocks: Iterable[tuple[CID, bytes]], where: str) -> Iterable[tuple[CID, bytes]]:
+    """The blocks of one CAR; a fault found while reading them names the CAR."""
+    try:
+        yield from blocks
+    except CARError as exc:
+        raise CARError(f"{where}{exc}") from None
+
+
+def _first_missing(root: CID, links: dict[bytes, list[CID]], repo: BlockStore) -> CID | None:
+    """The first block, depth first, under ``root`` that is neither among the imported
+    blocks (``links``, their links by multihash) nor in ``repo``; ``None`` if the DAG is
+    whole.  Blocks only the repository holds are read from it, as a pin would."""
+    resolver = Resolver(repo)
+    seen: set[bytes] = set()
+    stack = [root]
+    while stack:
+        cid = stack.pop()
+        if bytes(cid) in seen:
+            continue
+        seen.add(bytes(cid))
+        children = links.get(multihash_of(bytes(cid)))
+        if children is None:
+            if not repo.has(cid):
+                return cid
+            children = resolver.links(resolver.block(cid))
+        stack.extend(reversed(children))
+    return None
 
 
 def get_tree(reader: DagReader, root: CID, path: str, out: Path, progress: bool = False) -> int:
@@ -132,7 +208,9 @@ def _safe_name(name: str, directory: CID) -> str:
 
 
 __all__ = [
+    "Imported",
     "export_car",
     "get_tree",
     "import_car",
+    "import_cars",
 ]

@@ -18,17 +18,15 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
-import http.client
 import logging
 import os
-import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 from multiformats import CID
 
 from ..blocks.chain import CidLike
@@ -49,6 +47,12 @@ from ..formats.cids import (
     verify_raw,
 )
 from ..unixfs.resolver import BlockCache, Resolver
+
+if TYPE_CHECKING:  # imported where a request is made: a chain whose blocks are all local
+    import http.client  # never loads an HTTP client
+    import ssl
+
+    import aiohttp
 
 #: Gateways that ask to wait are mentioned here, once each.
 log = logging.getLogger(__name__)
@@ -232,6 +236,8 @@ class _Body:
 
 def _receive_into(response: http.client.HTTPResponse, view: memoryview, where: str) -> int:
     """``response.readinto``, with what can go wrong on the way as typed errors."""
+    import http.client
+
     try:
         return response.readinto(view)
     except TimeoutError:
@@ -260,6 +266,8 @@ class _Connections:
     def take(self, timeout: float) -> http.client.HTTPConnection:
         """An idle connection (``sock`` set), else a new one, not yet connected (with
         ``timeout`` to connect, at most 10 s); it goes back by ``give`` or ``drop``."""
+        import http.client
+
         deadline = time.monotonic() + timeout
         with self._changed:
             while not self._idle and self._open >= self.limit:
@@ -315,6 +323,8 @@ def _pool(url: str) -> _Connections:
 
 @functools.lru_cache(maxsize=1)
 def _tls() -> ssl.SSLContext:
+    import ssl
+
     return ssl.create_default_context()
 
 
@@ -336,6 +346,8 @@ class _Exchange:
     def discard(self) -> None:
         """Done with this reply, whatever its body: a short one is read (so that the
         connection can be kept), a long one ends the connection."""
+        import http.client
+
         length = self.response.length
         if length is not None and length <= DISCARD_BYTES:
             try:
@@ -392,6 +404,8 @@ class GatewayBlocks:
 
     def _exchange(self, path: str, method: str, accept: str, what: str) -> _Exchange:
         """One request and the head of its reply, on a kept connection when there is one."""
+        import http.client
+
         headers = {"Accept": accept, "Accept-Encoding": "identity"}
         for attempt in (1, 2):
             connection = self._connections.take(self.timeout)
@@ -473,6 +487,8 @@ class GatewayBlocks:
     async def _aget_once(
         self, cid: CID, text: str, what: str, session: aiohttp.ClientSession
     ) -> bytes:
+        import aiohttp
+
         try:
             async with session.get(
                 f"{self.url}/ipfs/{text}?format=raw",
@@ -523,6 +539,8 @@ class GatewayBlocks:
         """Every block under ``root`` (a CAR with ``dag-scope=all``) as it arrives: binary
         CID and bytes, each checked against its CID before it is given out.  For reading
         a whole directory ahead; the caller decides which of the blocks it wants."""
+        import aiohttp
+
         what = f"/ipfs/{cid_text(root)} (dag-scope=all)"
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.timeout, sock_read=self.timeout

@@ -11,7 +11,7 @@ from ..lazy import exports
 __all__, __getattr__, __dir__ = exports(
     __name__,
     {
-        "add": ["PROGRESS_MIN_BYTES", "add_paths", "check_paths"],
+        "add": ["PROGRESS_MIN_BYTES", "STDIN", "add_paths", "check_paths"],
         "hamt": [
             "FANOUT",
             "SHARD_THRESHOLD",

@@ -2,7 +2,8 @@
 
 A path may also be an fsspec URL (``s3://bucket/key``, ``gs://…``, ``https://…``,
 ``file://…``): its files are streamed from where they are and get the CIDs the same
-files would get on disk (see ``howto.remote``).
+files would get on disk (see ``howto.remote``).  ``-`` stands for the bytes of standard
+input (``echo hi | howto add``), imported as one file, as ``ipfs add`` does with a pipe.
 """
 
 from __future__ import annotations
@@ -13,24 +14,27 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
+from typing import BinaryIO
 
 from multiformats import CID
 from tqdm import tqdm
 
 from ..blocks.bucket import is_url, open_repo
 from ..blocks.chain import BlockStore
-from ..formats.cids import to_cid
+from ..formats.cids import cid_text, to_cid
 from ..formats.dagpb import PBLink
 from .importer import Added, Importer, Options, walk
 from .remote import RemoteEntry, list_tree, name_of, stat_url, tree_size, walk_url
 
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
+#: The path that names standard input.
+STDIN = "-"
 
 
 def _total_size(paths: Sequence[Path | str], hidden: bool) -> int:
     total = 0
     for path in paths:
-        if isinstance(path, str):  # a URL: sized when listed
+        if isinstance(path, str):  # a URL (sized when listed) or stdin (size unknown)
             continue
         if path.is_symlink():
             continue
@@ -58,6 +62,11 @@ def check_paths(paths: Sequence[str | os.PathLike], recursive: bool) -> list[Pat
     checked: list[Path | str] = []
     for raw in paths:
         text = os.fspath(raw)
+        if text == STDIN and not isinstance(raw, Path):
+            if STDIN in checked:
+                raise ValueError("standard input can be added only once")
+            checked.append(STDIN)
+            continue
         if is_url(text):
             stat_url(text, recursive)
             checked.append(text)
@@ -93,21 +102,27 @@ def add_paths(
     chunker: str = "size-262144",
     repo: BlockStore | None = None,
     progress: bool | None = None,
+    stdin: BinaryIO | None = None,
+    stdin_name: str | None = None,
 ) -> Iterator[Added]:
     """Import ``paths``; yield one ``Added`` per entry, the root last.
 
     Blocks reach the repository only once everything has been imported (nothing on
     failure).  ``progress=None`` shows a bar when stderr is a terminal and the input is large.
+    The path ``-`` reads ``stdin`` (default: this process's standard input) as one file,
+    named ``stdin_name`` or, as kubo names a pipe it was given, by its own CID.
     """
     options = Options.create(cid_version, raw_leaves, chunker, hidden)
     checked = check_paths(paths, recursive)
+    if wrap_with_directory and STDIN in checked and not stdin_name:
+        raise ValueError("-w with standard input needs --stdin-name (a name for its entry)")
     if progress is None:
         progress = sys.stderr.isatty()
     with ExitStack() as stack:
         txn = None if only_hash else stack.enter_context((repo or open_repo()).transaction())
         importer = Importer(options, txn.put if txn else None)
         trees: dict[str, RemoteEntry] = {}
-        for url in (p for p in checked if isinstance(p, str)):
+        for url in (p for p in checked if isinstance(p, str) and p != STDIN):
             top = stat_url(url, recursive)
             trees[url] = list_tree(url, hidden) if top.kind == "directory" else top
         total = _total_size(checked, hidden) + sum(map(tree_size, trees.values()))
@@ -122,7 +137,11 @@ def add_paths(
         stack.enter_context(bar if not bar.disable else nullcontext())
         tops = []
         for path in checked:
-            if isinstance(path, str):
+            if path == STDIN:
+                node = importer.add_stream(stdin or sys.stdin.buffer, bar.update)
+                name = stdin_name or cid_text(node.cid)
+                entries = [(Added(node.cid, name, node.filesize), node)]
+            elif isinstance(path, str):
                 name = name_of(path)
                 entries = walk_url(importer, path, trees[path], name, bar.update)
             else:
@@ -166,6 +185,7 @@ def add(path: str | os.PathLike | Sequence[str | os.PathLike], **options: object
 
 __all__ = [
     "PROGRESS_MIN_BYTES",
+    "STDIN",
     "add",
     "add_paths",
     "check_paths",

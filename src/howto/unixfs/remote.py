@@ -14,13 +14,14 @@ import io
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
-
-import fsspec
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..blocks.bucket import storage_options_for, translated
 from ..formats.dagpb import PBLink
 from .importer import Added, Importer, Node
+
+if TYPE_CHECKING:  # fsspec loads when a URL is first opened
+    import fsspec
 
 #: Files up to this size are fetched whole, in concurrent batches.
 SMALL_FILE = 4 * 1024 * 1024
@@ -43,6 +44,8 @@ class RemoteEntry:
 
 def open_url(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The file system and path of ``url`` (S3 endpoints from the standard variables)."""
+    import fsspec
+
     return fsspec.core.url_to_fs(url, **storage_options_for(url))
 
 

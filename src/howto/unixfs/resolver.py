@@ -136,19 +136,9 @@ class Resolver:
         data = inline_data(bytes(cid)) if cid.version == 1 else None
         if data is None:  # an identity CID carries its block: no source is asked
             data = self.source.get(cid)
-        block = Block(cid, data)
-        if cid.codec.code == DAG_PB:
-            try:
-                block.node = decode_node(data)
-            except ValueError as exc:  # it hashes right, so the DAG itself is malformed
-                raise IntegrityError(f"block {cid} is not valid dag-pb: {exc}") from None
-            if block.node.data is not None:
-                try:
-                    block.unixfs = decode_unixfs(block.node.data)
-                except ValueError:
-                    block.unixfs = None
-            if self.cache is not None:
-                self.cache.put(block)
+        block = self.decode(cid, data)
+        if self.cache is not None and block.node is not None:
+            self.cache.put(block)
         return block
 
     def resolve(self, root: CID | str, path: str = "") -> list[CID]:
@@ -378,8 +368,27 @@ class Resolver:
             else:
                 yield link.name[2:], as_cid(link.hash), link.tsize or 0
 
-    def links(self, block: Block) -> list[CID]:
-        """All CIDs a block links to (dag-pb links or DAG-CBOR links), in order."""
+    @staticmethod
+    def decode(cid: CID, data: bytes) -> Block:
+        """A block's bytes (already checked against ``cid``) with its dag-pb node and
+        UnixFS data decoded; other codecs are decoded when their links are asked for."""
+        block = Block(cid, data)
+        if cid.codec.code == DAG_PB:
+            try:
+                block.node = decode_node(data)
+            except ValueError as exc:  # it hashes right, so the DAG itself is malformed
+                raise IntegrityError(f"block {cid} is not valid dag-pb: {exc}") from None
+            if block.node.data is not None:
+                try:
+                    block.unixfs = decode_unixfs(block.node.data)
+                except ValueError:
+                    block.unixfs = None
+        return block
+
+    @staticmethod
+    def links(block: Block) -> list[CID]:
+        """All CIDs a block links to (dag-pb, DAG-CBOR or DAG-JSON links), in order; none
+        for raw blocks and codecs without links howto knows of."""
         if block.node is not None:
             return [as_cid(link.hash) for link in block.node.links]
         if block.cid.codec.code in (DAG_CBOR, DAG_JSON):
