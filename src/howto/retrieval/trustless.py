@@ -15,7 +15,6 @@ trickles its answer is cut off in time.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import functools
 import logging
@@ -481,7 +480,7 @@ class GatewayBlocks:
             except _Busy as busy:
                 if attempt == 2:
                     self._status(busy.status, what)
-                await asyncio.sleep(busy.seconds)
+                await _sleep(busy.seconds)
         raise AssertionError("unreachable")
 
     async def _aget_once(
@@ -539,6 +538,8 @@ class GatewayBlocks:
         """Every block under ``root`` (a CAR with ``dag-scope=all``) as it arrives: binary
         CID and bytes, each checked against its CID before it is given out.  For reading
         a whole directory ahead; the caller decides which of the blocks it wants."""
+        import asyncio
+
         import aiohttp
 
         what = f"/ipfs/{cid_text(root)} (dag-scope=all)"
@@ -652,6 +653,12 @@ class GatewayBlocks:
         finally:
             response.release()
         return CarReply(blocks, cids)
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # here, not at the top: asyncio loads ssl, which local reads never need
+
+    await asyncio.sleep(seconds)
 
 
 class _Busy(Exception):
