@@ -20,6 +20,7 @@ from howto.blocks.bucket import BucketRepo
 from howto.blocks.bundled import bundled_car_files
 from howto.blocks.chain import CarBlocks, Chain, MappingBlocks
 from howto.blocks.repo import Repo, stored_key
+from howto.errors import UnavailableError
 from howto.formats.car import read_car_raw, write_car
 from howto.gateway.server import serve
 from howto.retrieval.trustless import GatewayBlocks
@@ -148,6 +149,8 @@ class TestGatewayBlocks(BlockSourceTests):
 
 class TestChain(BlockSourceTests):
     """Two local sources, each holding every other block, before a gateway holding all."""
+
+    absent = UnavailableError  # asked of every source, had by none: not known to be absent
 
     @pytest.fixture
     def make(self, gateway, tmp_path) -> Make:

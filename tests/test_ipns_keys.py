@@ -288,3 +288,21 @@ def test_a_3265_character_name_is_refused_in_one_line(keys, howto_repo, tmp_path
         assert done.returncode != 0 and done.stderr.decode().count("\n") == 1, done.stderr
         assert b"not an IPNS name" in done.stderr and len(done.stderr) < 400
         assert b"File name too long" not in done.stderr
+
+
+def test_secp256k1_signatures_are_in_low_s_form():
+    """libp2p's secp256k1 verifiers accept only signatures whose S lies in the lower half
+    of the group order; half of all signatures come out high unless they are normalised."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    from howto.names.keys import sign
+
+    order = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141  # SEC 2
+    key = ec.generate_private_key(ec.SECP256K1())
+    for i in range(40):
+        message = f"record {i}".encode()
+        signature = sign(key, message)
+        assert decode_dss_signature(signature)[1] <= order // 2
+        key.public_key().verify(signature, message, ec.ECDSA(hashes.SHA256()))

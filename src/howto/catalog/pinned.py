@@ -28,7 +28,7 @@ from intake.catalog import Catalog
 from intake.catalog.entry import CatalogEntry
 from intake.catalog.local import LocalCatalogEntry
 
-from ..errors import CatalogError, HowtoError, UnverifiedDataWarning
+from ..errors import CatalogError, HowtoError, UnavailableError, UnverifiedDataWarning
 from .parse import MAX_CATALOG_BYTES, MAX_DEPTH, load_catalog_text, structure_marks
 from .policy import (
     LOCATION,
@@ -274,7 +274,7 @@ class ReferenceEntry(LocalCatalogEntry):
             else:
                 data = _read_location(judged.references, options.get("target_options") or {})
             refs, outside = reference_targets(data, options.get("remote_protocol"))
-        except (CatalogError, OSError) as exc:
+        except (CatalogError, UnavailableError, OSError) as exc:
             raise CatalogError(
                 f"{self._where}: entry {judged.name!r}: {_one_line(exc, judged.references)}"
             ) from None

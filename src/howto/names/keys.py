@@ -41,7 +41,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PublicFormat,
@@ -230,7 +233,18 @@ def sign(key: PrivateKey, message: bytes) -> bytes:
         return key.sign(message)
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(message, padding.PKCS1v15(), hashes.SHA256())
-    return key.sign(message, ec.ECDSA(hashes.SHA256()))
+    signature = key.sign(message, ec.ECDSA(hashes.SHA256()))
+    if isinstance(key.curve, ec.SECP256K1):
+        # secp256k1 verifiers (libp2p's, bitcoin's) accept only the low-S form of a
+        # signature; (r, n - s) is the same signature with S in the lower half
+        r, s = decode_dss_signature(signature)
+        if s > _SECP256K1_ORDER // 2:
+            signature = encode_dss_signature(r, _SECP256K1_ORDER - s)
+    return signature
+
+
+#: The order n of secp256k1's group (SEC 2, section 2.4.1).
+_SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 def key_for_name(name: CID, embedded: bytes | None) -> PublicKey:
