@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,7 +11,19 @@ import pytest
 
 HERE = Path(__file__).parent
 ORACLE_DIR = HERE / ".oracle"
-ORACLE_PACKAGES = ["ipfs-unixfs-importer@17.1.1", "blockstore-core@7.0.1"]
+ORACLE_PACKAGES = [
+    "ipfs-unixfs-importer@17.1.1",
+    "blockstore-core@7.0.1",
+    # CAR files: the reference JS library, the ipfs-car command and the UnixFS exporter
+    "@ipld/car@5.4.7",
+    "ipfs-car@3.1.0",
+    "ipfs-unixfs-exporter@16.2.2",
+    "multiformats@14.0.5",
+]
+# verified-fetch and its libp2p dependencies want node >= 22: it goes into a folder of its
+# own with a node 22 from the npm registry, so the other oracles stay small and use any node
+FETCH_DIR = ORACLE_DIR / "fetch"
+FETCH_PACKAGES = ["@helia/verified-fetch@8.0.4", "node@22.23.3"]
 
 
 @pytest.fixture(autouse=True)
@@ -53,23 +66,50 @@ class Oracle:
         return self.cids(path, **kwargs)[0]
 
 
-def install_oracle() -> Path:
-    """Install the pinned npm importer into tests/.oracle (ignored by git) when missing.
+def _installed(directory: Path, packages: list[str]) -> bool:
+    """Whether every ``name@version`` of ``packages`` is in ``directory``'s node_modules."""
+    for package in packages:
+        name, version = package.rsplit("@", 1)
+        manifest = directory / "node_modules" / name / "package.json"
+        if not manifest.exists() or json.loads(manifest.read_text())["version"] != version:
+            return False
+    return True
 
-    Returns the script to run; the benchmarks call this too.
+
+def _npm_install(directory: Path, packages: list[str]) -> None:
+    if _installed(directory, packages):
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = directory / "package.json"
+    if not manifest.exists():
+        manifest.write_text(f'{{"name": "howto-{directory.name}", "private": true}}\n')
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--silent", *packages],
+        cwd=directory,
+        check=True,
+        timeout=900,
+    )
+
+
+def install_oracle() -> Path:
+    """Install the pinned npm packages into tests/.oracle (ignored by git) when missing.
+
+    Returns the importer's script; the benchmarks call this too.
     """
-    marker = ORACLE_DIR / "node_modules" / "ipfs-unixfs-importer" / "package.json"
-    if not marker.exists():
-        ORACLE_DIR.mkdir(exist_ok=True)
-        (ORACLE_DIR / "package.json").write_text('{"name": "howto-oracle", "private": true}\n')
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--silent", *ORACLE_PACKAGES],
-            cwd=ORACLE_DIR,
-            check=True,
-            timeout=900,
-        )
-    shutil.copy(HERE / "oracle" / "oracle.mjs", ORACLE_DIR / "oracle.mjs")
+    _npm_install(ORACLE_DIR, ORACLE_PACKAGES)
+    for script in (HERE / "oracle").glob("*.mjs"):
+        shutil.copy(script, ORACLE_DIR / script.name)
     return ORACLE_DIR / "oracle.mjs"
+
+
+def install_fetch_oracle() -> tuple[Path, Path]:
+    """Install verified-fetch and node 22 into tests/.oracle/fetch when missing.
+
+    Returns (the node 22 program, the script that fetches through verified-fetch).
+    """
+    _npm_install(FETCH_DIR, FETCH_PACKAGES)
+    shutil.copy(HERE / "oracle" / "fetch" / "verified_fetch.mjs", FETCH_DIR)
+    return FETCH_DIR / "node_modules" / ".bin" / "node", FETCH_DIR / "verified_fetch.mjs"
 
 
 @pytest.fixture(scope="session")
