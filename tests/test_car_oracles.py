@@ -444,6 +444,28 @@ def test_an_entity_bytes_reply_is_enough_for_the_js_exporter(query, start, end, 
     assert got == site["bytes"][start:end]
 
 
+@pytest.mark.parametrize("dups", ["y", "n"])
+def test_dfs_order_with_and_without_duplicates_parses_in_ipld_car(dups, js, tmp_path):
+    """A file whose chunks repeat: with dups=y every link's block comes again, in the
+    order a depth-first walk meets them; with dups=n each block once."""
+    source = tmp_path / "repeats.bin"
+    source.write_bytes(b"A" * 6 * CHUNK + b"B" * 2 * CHUNK + b"A" * 3 * CHUNK)
+    root = CID.decode(add(source, "--cid-version", "1", "--raw-leaves", "--chunker", "size-1024"))
+    walk = [root] + [CID.decode(link.hash) for link in decode_node(Repo().get(root)).links]
+    accept = f"application/vnd.ipld.car; version=1; order=dfs; dups={dups}"
+    with serve(Repo()) as url:
+        request = urllib.request.Request(f"{url}/ipfs/{root}", headers={"Accept": accept})
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            assert reply.headers["Content-Type"] == accept
+            (tmp_path / "reply.car").write_bytes(reply.read())
+    seen = js.read(tmp_path / "reply.car")
+    assert all(b["verified"] for b in seen["blocks"])
+    order = [key(b["cid"]) for b in seen["blocks"]]
+    expected = [bytes(c) for c in walk]
+    assert order == (expected if dups == "y" else list(dict.fromkeys(expected)))
+    assert js.cat(tmp_path / "reply.car", str(root)) == source.read_bytes()
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="the gateway's CARs still hold identity-CID blocks, which the trustless gateway "
