@@ -350,6 +350,28 @@ def test_a_folder_packed_by_ipfs_car_is_imported(js, tmp_path):
     assert_howto_reads(root, source, tmp_path)
 
 
+def test_a_rootless_car_from_ipfs_car_on_stdout_is_imported(js, tmp_path):
+    """Packing to stdout, ipfs-car cannot go back to the header, so it names no root (the
+    root goes to stderr); kubo's ``dag import`` takes such CARs, and so does howto."""
+    source = tmp_path / "streamed.bin"
+    source.write_bytes(keystream("streamed", 1_500_000))
+    car = tmp_path / "streamed.car"
+    with car.open("wb") as out:
+        packed = subprocess.run(
+            ["node", str(js.ipfs_car_bin), "pack", str(source), "--no-wrap"],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            timeout=300,
+            check=False,
+        )
+    assert packed.returncode == 0, packed.stderr.decode()
+    root = packed.stderr.decode().strip()
+    assert js.read(car)["roots"] == []
+    imported = howto("dag", "import", str(car)).stdout.decode()
+    assert imported == f"imported 3 blocks from {car} (it names no root)\n"
+    assert_howto_reads(root, source, tmp_path)
+
+
 @pytest.mark.parametrize("kind", ["file", "folder"])
 def test_a_car_written_by_ipld_car_is_imported(kind, js, tmp_path):
     """Small chunks and four links a node make a deep DAG; @ipld/car writes it leaves first."""

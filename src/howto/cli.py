@@ -149,6 +149,8 @@ def _cmd_dag_import(args: argparse.Namespace) -> int:
                 raise CARError(f"{path}: {exc}") from None
         for root in roots:
             print(f"imported root {root} ({count} blocks from {path})")
+        if not roots:
+            print(f"imported {count} blocks from {path} (it names no root)")
     return 0
 
 

@@ -28,13 +28,13 @@ def export_car(root: CID, out: BinaryIO, source: BlockSource) -> int:
 def import_car(stream: BinaryIO, repo: BlockStore) -> tuple[list[CID], int]:
     """Verify every block of a CAR (v1 or v2) and store them all, or none if any is bad.
 
-    Like ``ipfs dag import``, it refuses (``CARError``) a CAR that names no root (the
-    CARv1 spec requires one), one that holds no block, and one whose root is neither in
-    it nor already in the repository: importing it would not make the root readable.
+    It refuses (``CARError``) a CAR that holds no block, and one whose root is neither in
+    it nor already in the repository: importing it would not make the root readable.  A
+    CAR that names no root is imported, as ``ipfs dag import`` does (go-car's block reader
+    allows it, and the CARv1 spec lists the number of roots as unresolved); ``ipfs-car
+    pack`` writes such CARs when it streams to stdout.
     """
     roots, blocks = read_car(stream)
-    if not roots:
-        raise CARError("the CAR names no root (a CAR must name at least one)")
     count = 0
     held: set[bytes] = set()
     with repo.transaction() as txn:
