@@ -9,7 +9,8 @@
 - The gateway's ``?format=car`` replies, for each ``dag-scope`` and an ``entity-bytes``
   range, are parsed by @ipld/car and every block is checked there.
 - @helia/verified-fetch (node 22, installed from the npm registry) reads files through the
-  gateway by trustless requests and gets the original bytes.
+  gateway by trustless requests and gets the original bytes; the CARs it makes of what it
+  read are imported by howto.
 
 Specs: ipld/specs (CARv1), ipfs/specs http-gateways/trustless-gateway.md.
 """
@@ -91,13 +92,17 @@ def js() -> CarTools:
     return CarTools(script.parent)
 
 
-def howto(*args: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+def howto(
+    *args: str, stdout=subprocess.PIPE, repo: Path | None = None
+) -> subprocess.CompletedProcess:
+    env = os.environ if repo is None else {**os.environ, "HOWTO_REPO": str(repo)}
     done = subprocess.run(
         [sys.executable, "-m", "howto.cli", "--offline", *args],
         stdout=stdout,
         stderr=subprocess.PIPE,
         timeout=300,
         check=False,
+        env=env,
     )
     assert done.returncode == 0, done.stderr.decode()
     return done
@@ -510,10 +515,10 @@ def verified_fetch() -> tuple[Path, Path]:
     return install_fetch_oracle()
 
 
-def fetch_verified(program: tuple[Path, Path], gateway: str, resource: str) -> bytes:
+def fetch_verified(program: tuple[Path, Path], gateway: str, resource: str, *accept: str) -> bytes:
     node, script = program
     done = subprocess.run(
-        [str(node), str(script), gateway, resource],
+        [str(node), str(script), gateway, resource, *accept],
         capture_output=True,
         timeout=300,
         check=False,
@@ -542,3 +547,27 @@ def test_verified_fetch_reads_identity_links_through_the_gateway(identity_dag, v
     with serve(Repo()) as url:
         for name, content in files.items():
             assert fetch_verified(verified_fetch, url, f"ipfs://{root}/{name}") == content
+
+
+def test_verified_fetch_cars_of_what_it_read_are_imported_by_howto(verified_fetch, tmp_path):
+    """verified-fetch reads a folder and a file from the gateway by blocks and hands them
+    back as CARs of its own (@helia/car); howto imports them into an empty repository."""
+    source, _ = directory(tmp_path)
+    big = tmp_path / "big.bin"
+    big.write_bytes(keystream("fetched as a CAR", 100_000))
+    folder = add(source, "-r", "--chunker", "size-2048")
+    file = add(big, "--cid-version", "1", "--raw-leaves", "--chunker", "size-1024")
+    elsewhere = tmp_path / "second-repo"
+    with serve(Repo()) as url:
+        for root, original in ((folder, source), (file, big)):
+            car = tmp_path / f"{original.name}.car"
+            accept = "application/vnd.ipld.car"
+            car.write_bytes(fetch_verified(verified_fetch, url, f"ipfs://{root}", accept))
+            imported = howto("dag", "import", str(car), repo=elsewhere).stdout.decode()
+            assert imported.startswith(f"imported root {root} ")
+            out = tmp_path / f"{original.name}.got"
+            howto("get", "-q", "-o", str(out), root, repo=elsewhere)
+            if original.is_dir():
+                assert tree(out) == tree(original)
+            else:
+                assert out.read_bytes() == original.read_bytes()
