@@ -571,3 +571,13 @@ def test_verified_fetch_cars_of_what_it_read_are_imported_by_howto(verified_fetc
                 assert tree(out) == tree(original)
             else:
                 assert out.read_bytes() == original.read_bytes()
+
+
+def test_verified_fetch_walks_a_hamt_from_the_gateway(verified_fetch, tmp_path):
+    source, options = hamt_directory(tmp_path)
+    root = add(source, *options)
+    with serve(Repo()) as url:
+        for index in (0, 685, 999):
+            name = f"{index:04d}-{'n' * 230}"
+            got = fetch_verified(verified_fetch, url, f"ipfs://{root}/{name}")
+            assert got == f"entry {index}\n".encode()
