@@ -108,8 +108,11 @@ def install_fetch_oracle() -> tuple[Path, Path]:
     Returns (the node 22 program, the script that fetches through verified-fetch).
     """
     _npm_install(FETCH_DIR, FETCH_PACKAGES)
+    node = FETCH_DIR / "node_modules" / ".bin" / "node"
+    if not node.exists():  # the node package fetches its binary in an install script
+        raise RuntimeError(f"{node} is missing: npm did not run the node package's script")
     shutil.copy(HERE / "oracle" / "fetch" / "verified_fetch.mjs", FETCH_DIR)
-    return FETCH_DIR / "node_modules" / ".bin" / "node", FETCH_DIR / "verified_fetch.mjs"
+    return node, FETCH_DIR / "verified_fetch.mjs"
 
 
 @pytest.fixture(scope="session")
