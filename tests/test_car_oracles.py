@@ -42,7 +42,7 @@ from howto.formats.dagpb import (
 )
 from howto.gateway.server import serve
 
-DAG_PB, RAW, IDENTITY = 0x70, 0x55, 0x00
+DAG_PB, IDENTITY = 0x70, 0x00  # multicodec codes
 
 
 @pytest.fixture(autouse=True)
@@ -284,7 +284,12 @@ def identity_dag() -> tuple[CID, dict[str, bytes]]:
 
 
 def test_a_dag_with_identity_links_is_read_by_the_js_exporter(identity_dag, js, tmp_path):
-    """Every file of the CAR reads right in JS, the identity chunks resolved inline."""
+    """Every file of the CAR reads right in JS, the identity chunks resolved inline.
+
+    ``ipfs-car unpack`` cannot be the judge here: it asks the CAR for an identity CID's
+    block, then refuses the block (its validator knows no identity hash), so it fails on
+    such a DAG whether or not the block is in the file; its ``ls`` reads the folder only.
+    """
     root, files = identity_dag
     car = export(str(root), tmp_path / "identity.car")
     seen = js.read(car)
