@@ -18,7 +18,15 @@ ORACLE_PACKAGES = [
     "ipns@10.1.6",
     "@libp2p/crypto@5.2.0",
     "multiformats@13.4.2",
+    # CAR files: the reference JS library, the ipfs-car command and the UnixFS exporter
+    "@ipld/car@5.4.7",
+    "ipfs-car@3.1.0",
+    "ipfs-unixfs-exporter@16.2.2",
 ]
+# verified-fetch and its libp2p dependencies want node >= 22: it goes into a folder of its
+# own with a node 22 from the npm registry, so the other oracles stay small and use any node
+FETCH_DIR = ORACLE_DIR / "fetch"
+FETCH_PACKAGES = ["@helia/verified-fetch@8.0.4", "node@22.23.3"]
 
 
 @pytest.fixture(autouse=True)
@@ -61,32 +69,53 @@ class Oracle:
         return self.cids(path, **kwargs)[0]
 
 
-def _installed(package: str) -> bool:
-    """Whether ``name@version`` is installed in tests/.oracle at that version."""
-    name, _, version = package.rpartition("@")
-    manifest = ORACLE_DIR / "node_modules" / name / "package.json"
-    return manifest.exists() and json.loads(manifest.read_text()).get("version") == version
+def _installed(directory: Path, packages: list[str]) -> bool:
+    """Whether every ``name@version`` of ``packages`` is in ``directory``'s node_modules."""
+    for package in packages:
+        name, version = package.rsplit("@", 1)
+        manifest = directory / "node_modules" / name / "package.json"
+        if not manifest.exists() or json.loads(manifest.read_text())["version"] != version:
+            return False
+    return True
+
+
+def _npm_install(directory: Path, packages: list[str]) -> None:
+    if _installed(directory, packages):
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = directory / "package.json"
+    if not manifest.exists():
+        manifest.write_text(f'{{"name": "howto-{directory.name}", "private": true}}\n')
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--silent", *packages],
+        cwd=directory,
+        check=True,
+        timeout=900,
+    )
 
 
 def install_oracle() -> Path:
-    """Install the pinned npm packages into tests/.oracle (ignored by git) when one is
-    missing or at another version, and copy the scripts of tests/oracle beside them.
+    """Install the pinned npm packages into tests/.oracle (ignored by git) when missing.
 
     Returns the importer's script; the benchmarks call this too.
     """
-    if not all(map(_installed, ORACLE_PACKAGES)):
-        ORACLE_DIR.mkdir(exist_ok=True)
-        (ORACLE_DIR / "package.json").write_text('{"name": "howto-oracle", "private": true}\n')
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--silent", "--save-exact"]
-            + ORACLE_PACKAGES,
-            cwd=ORACLE_DIR,
-            check=True,
-            timeout=900,
-        )
+    _npm_install(ORACLE_DIR, ORACLE_PACKAGES)
     for script in (HERE / "oracle").glob("*.mjs"):
         shutil.copy(script, ORACLE_DIR / script.name)
     return ORACLE_DIR / "oracle.mjs"
+
+
+def install_fetch_oracle() -> tuple[Path, Path]:
+    """Install verified-fetch and node 22 into tests/.oracle/fetch when missing.
+
+    Returns (the node 22 program, the script that fetches through verified-fetch).
+    """
+    _npm_install(FETCH_DIR, FETCH_PACKAGES)
+    node = FETCH_DIR / "node_modules" / ".bin" / "node"
+    if not node.exists():  # the node package fetches its binary in an install script
+        raise RuntimeError(f"{node} is missing: npm did not run the node package's script")
+    shutil.copy(HERE / "oracle" / "fetch" / "verified_fetch.mjs", FETCH_DIR)
+    return node, FETCH_DIR / "verified_fetch.mjs"
 
 
 @pytest.fixture(scope="session")

@@ -303,7 +303,6 @@ def test_dag_import_refuses_a_car_whose_root_it_does_not_hold(tmp_path, howto_re
     cases = {
         "absent root": (car_bytes([absent], [(cid, data)]), "neither in the CAR"),
         "no blocks": (car_bytes([cid], []), "no blocks"),
-        "no roots": (car_bytes([], [(cid, data)]), "no root"),
     }
     for name, (body, reason) in cases.items():
         path = tmp_path / f"{name}.car"

@@ -185,6 +185,8 @@ def _cmd_dag_import(args: argparse.Namespace) -> int:
     state = "DAG not checked" if args.no_check else "DAG complete"
     for root in imported.roots:
         print(f"imported root {root} ({state})")
+    if not imported.roots:
+        print(f"imported {imported.blocks} blocks (the CARs name no root)")
     if args.stats:  # kubo's --stats line, word for word
         print(f"Imported {imported.blocks} blocks ({imported.size} bytes)")
     return 0

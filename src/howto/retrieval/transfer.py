@@ -54,9 +54,10 @@ def import_cars(
     """Verify and store the blocks of CAR streams, all of them or none (``CARError``, which
     begins with the stream's name, a file name say, when it has one).
 
-    As ``ipfs dag import`` does, a CAR that names no root (the CARv1 spec requires one) or
-    holds no block is refused, and so is one whose root is neither in it nor already in
-    the repository.  With ``check`` (the default), every block under each root must be
+    As ``ipfs dag import`` does, a CAR that holds no block is refused, and so is one whose
+    root is neither in it nor already in the repository.  A CAR that names no root is
+    imported, as kubo does (go-car's block reader allows it, and the CARv1 spec lists the
+    number of roots as unresolved); ``ipfs-car pack`` writes such CARs to stdout.  With ``check`` (the default), every block under each root must be
     there as well, in one of the CARs or in the repository: kubo pins the roots it imports
     (``--pin-roots``, on by default), which fails on an incomplete DAG, and a DAG with a
     hole would only fail later, when read.  The first missing block is named, and nothing
@@ -72,8 +73,6 @@ def import_cars(
                 found, blocks = read_car(stream)
             except CARError as exc:
                 raise CARError(f"{where}{exc}") from None
-            if not found:
-                raise CARError(f"{where}the CAR names no root (a CAR must name at least one)")
             held = count
             for cid, data in _named(blocks, where):
                 txn.put(cid, data)
