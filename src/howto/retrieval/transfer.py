@@ -57,8 +57,9 @@ def import_cars(
     As ``ipfs dag import`` does, a CAR that holds no block is refused, and so is one whose
     root is neither in it nor already in the repository.  A CAR that names no root is
     imported, as kubo does (go-car's block reader allows it, and the CARv1 spec lists the
-    number of roots as unresolved); ``ipfs-car pack`` writes such CARs to stdout.  With ``check`` (the default), every block under each root must be
-    there as well, in one of the CARs or in the repository: kubo pins the roots it imports
+    number of roots as unresolved); ``ipfs-car pack`` writes such CARs to stdout.  With
+    ``check`` (the default), every block under each root must be there as well, in one of
+    the CARs or in the repository: kubo pins the roots it imports
     (``--pin-roots``, on by default), which fails on an incomplete DAG, and a DAG with a
     hole would only fail later, when read.  The first missing block is named, and nothing
     is stored.  ``check=False`` keeps an incomplete DAG (a CAR of one entity, say).
