@@ -288,7 +288,7 @@ def test_a_dag_with_identity_links_is_read_by_the_js_exporter(identity_dag, js, 
 
     ``ipfs-car unpack`` cannot be the judge here: it asks the CAR for an identity CID's
     block, then refuses the block (its validator knows no identity hash), so it fails on
-    such a DAG whether or not the block is in the file; its ``ls`` reads the folder only.
+    such a DAG whether or not the block is in the file.
     """
     root, files = identity_dag
     car = export(str(root), tmp_path / "identity.car")
@@ -298,11 +298,8 @@ def test_a_dag_with_identity_links_is_read_by_the_js_exporter(identity_dag, js, 
     assert dag_blocks(root) <= {key(b["cid"]) for b in seen["blocks"]}
     for name, content in files.items():
         assert js.cat(car, f"{root}/{name}") == content
-    listing = js.ipfs_car("ls", car)
-    assert listing.returncode == 0, listing.stderr.decode()
-    assert {line.removeprefix("./") for line in listing.stdout.decode().split()} - {"."} == set(
-        files
-    )
+    # ipfs-car's ls cannot judge either: it asks the CAR for the identity entries' blocks,
+    # which the CAR spec says a CAR must not hold
 
 
 def test_an_export_holds_no_identity_blocks(identity_dag, js, tmp_path):

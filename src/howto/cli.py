@@ -186,7 +186,8 @@ def _cmd_dag_import(args: argparse.Namespace) -> int:
     for root in imported.roots:
         print(f"imported root {root} ({state})")
     if not imported.roots:
-        print(f"imported {imported.blocks} blocks (the CARs name no root)")
+        named = "it names" if len(args.files) == 1 else "they name"
+        print(f"imported {imported.blocks} blocks from {', '.join(args.files)} ({named} no root)")
     if args.stats:  # kubo's --stats line, word for word
         print(f"Imported {imported.blocks} blocks ({imported.size} bytes)")
     return 0
