@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install book test lint bench clean
+.PHONY: install book test lint bench clean lab
 
 # MathJax for the book's formulas, served from the built book itself (no CDN): the npm
 # package, of which the build needs the TeX-to-HTML bundle and the files it loads later
@@ -58,6 +58,10 @@ lint: install
 # the executed chapters, papermill on the data chapter, links, every page in Chromium).
 test: install lint book
 	$(BIN)/python -m pytest
+
+# JupyterLab from the project's environment, opening the chapters as notebooks.
+lab: install
+	$(BIN)/jupyter lab
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -555,6 +555,8 @@ def _nbval(*paths: Path) -> subprocess.CompletedProcess:
             "-p",
             "no:cacheprovider",
             "-q",
+            "-p",
+            "tests.nbval_glue",
             "--nbval",
             "--nbval-current-env",
             "--nbval-sanitize-with",
