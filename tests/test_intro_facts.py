@@ -161,7 +161,9 @@ def test_figure_check_finds_a_figure_without_description(tmp_path, monkeypatch):
     assert len(code_figures_without_description("03_castore")) == 1
 
 
-@pytest.mark.parametrize("name", ["intro.md", "glossary.md", *(f"{c}.md" for c in MY_CHAPTERS)])
+@pytest.mark.parametrize(
+    "name", ["intro.md", "glossary.md", "00_tour.md", *(f"{c}.md" for c in MY_CHAPTERS)]
+)
 def test_pin_means_a_node_keeping_blocks(name):
     """A notebook that fixes a version by CID locks it; "pin" is kept for nodes."""
     text = (BOOK / name).read_text()
