@@ -50,6 +50,7 @@ SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 #: The reading order of the book; _toc.yml lists the ones that exist, in this order.
 CHAPTER_ORDER = [
     "book/intro",
+    "book/00_tour",
     "book/01_referencing_data",
     "book/02_hash_functions",
     "book/03_castore",
@@ -58,8 +59,8 @@ CHAPTER_ORDER = [
     "book/06_intake",
     "book/07_pinned_catalogs",
     "book/08_publishing",
-    "book/09_zarr_ipld",
     "book/10_cloud_buckets",
+    "book/09_zarr_ipld",  # an optional appendix, after the data-access chapters
     "book/glossary",
     "book/api",
     "book/execution",

@@ -96,12 +96,16 @@ def test_citation_credits_eurec4a_snd_and_the_method_paper():
     assert paper["authors"][0]["family-names"] == "Stephan"
 
 
+#: A code cell that makes a matplotlib figure (and so an image on the page).
+DRAWS = re.compile(r"plt\.(?:show|subplots|figure)\(")
+
+
 def code_figures_without_description(chapter: str) -> list[str]:
     """Cells that draw a figure with neither alt text nor a sentence about it right after."""
     cells = jupytext.reads((BOOK / f"{chapter}.md").read_text(), fmt="md:myst").cells
     missing = []
     for i, cell in enumerate(cells):
-        if cell.cell_type != "code" or "plt.show()" not in cell.source:
+        if cell.cell_type != "code" or not DRAWS.search(cell.source):
             continue
         alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt", "")
         following = next((c for c in cells[i + 1 :] if c.cell_type == "markdown"), None)
@@ -111,9 +115,41 @@ def code_figures_without_description(chapter: str) -> list[str]:
     return missing
 
 
-@pytest.mark.parametrize("chapter", MY_CHAPTERS)
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_code_figures_are_described(chapter):
     assert code_figures_without_description(chapter) == []
+
+
+#: ``{figure}`` and ``{image}`` directives (backtick or colon fences) with their options.
+IMAGE_DIRECTIVE = re.compile(r"^(?:```|:::)\{(?:figure|image)\}\s+(\S+)\n((?::[^\n]*\n)*)", re.M)
+MARKDOWN_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)")
+
+
+def images_without_alt(text: str) -> list[str]:
+    """Images of a page (directives and markdown images) whose alt text says too little."""
+    missing = []
+    for target, options in IMAGE_DIRECTIVE.findall(text):
+        alt = re.search(r"^:alt:\s*(.*)$", options, re.M)
+        if alt is None or len(alt.group(1).split()) < 8:
+            missing.append(target)
+    missing += [target for alt, target in MARKDOWN_IMAGE.findall(text) if len(alt.split()) < 8]
+    return missing
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in BOOK.glob("*.md")))
+def test_images_have_alt_text(page):
+    assert images_without_alt((BOOK / page).read_text()) == []
+
+
+def test_alt_check_finds_images_without_alt():
+    described = ":alt: A map of the chapters: two columns of boxes joined by arrows\n"
+    good = "```{figure} images/map.svg\n" + described + ":width: 100%\n\nCaption.\n```\n"
+    assert images_without_alt(good) == []
+    assert images_without_alt(good.replace(described, "")) == ["images/map.svg"]
+    assert images_without_alt(good.replace(described, ":alt: map\n")) == ["images/map.svg"]
+    assert images_without_alt("Text ![](images/a.png) and ![a b](images/b.png).") == [
+        "images/a.png", "images/b.png"]
+    assert images_without_alt("![" + "word " * 8 + "](images/c.png)") == []
 
 
 def test_figure_check_finds_a_figure_without_description(tmp_path, monkeypatch):
@@ -125,7 +161,9 @@ def test_figure_check_finds_a_figure_without_description(tmp_path, monkeypatch):
     assert len(code_figures_without_description("03_castore")) == 1
 
 
-@pytest.mark.parametrize("name", ["intro.md", "glossary.md", *(f"{c}.md" for c in MY_CHAPTERS)])
+@pytest.mark.parametrize(
+    "name", ["intro.md", "glossary.md", "00_tour.md", *(f"{c}.md" for c in MY_CHAPTERS)]
+)
 def test_pin_means_a_node_keeping_blocks(name):
     """A notebook that fixes a version by CID locks it; "pin" is kept for nodes."""
     text = (BOOK / name).read_text()
