@@ -11,6 +11,7 @@ from ..lazy import exports
 __all__, __getattr__, __dir__ = exports(
     __name__,
     {
+        "blockwalk": ["walk_blocks"],
         "discovery": ["configured_gateway", "configured_gateways"],
         "readahead": [
             "FIRST_BYTES",
@@ -32,6 +33,7 @@ __all__, __getattr__, __dir__ = exports(
         ],
         "transfer": ["Imported", "export_car", "get_tree", "import_car", "import_cars"],
         "trustless": [
+            "CAR_REFUSALS",
             "CAR_TYPE",
             "CarReply",
             "DEFAULT_CONNECTIONS",
