@@ -8,6 +8,7 @@ module returns was reached by hash from the root: a wrong block cannot slip in.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -338,22 +339,40 @@ class Resolver:
 
     def ls(self, cid: CID | str) -> list[Entry]:
         """Entries of a UnixFS directory (HAMT shards flattened, names as stored)."""
+        return list(self.entries(cid))
+
+    def entries(self, cid: CID | str, start: int = 0, limit: int | None = None) -> Iterator[Entry]:
+        """``ls`` one entry at a time, from the ``start``-th, at most ``limit`` of them:
+        a listing of any length can be printed as it goes, or shown a page at a time.
+
+        Each entry's kind and size come from its block, read once however many entries
+        link it; a raw block is a file of its link's size, and is not read at all (an
+        identity CID is still checked against the hash policy).
+        """
         block = self.block(cid)
         if block.kind != "directory":
             raise NotADirectoryError(f"{block.cid} is not a directory")
-        links = list(self._dir_links(block))
-        entries = []
-        for name, link_cid, tsize in links:
-            child = self.block(link_cid)
-            size = self._declared_size(child) if child.kind == "file" else tsize
-            entries.append(Entry(name, child.cid, size, child.kind))
-        return entries
+        known: dict[bytes, tuple[str, int | None]] = {}
+        links = itertools.islice(self._dir_links(block), start, None)
+        for name, link_hash, tsize in itertools.islice(links, limit):
+            link_cid = as_cid(link_hash)  # only for entries given: decoding CIDs is slow
+            if link_cid.codec.code == RAW and inline_data(bytes(link_cid)) is None:
+                yield Entry(name, link_cid, tsize, "file")
+                continue
+            key = bytes(link_cid)
+            if key not in known:
+                child = self.block(link_cid)
+                size = self._declared_size(child) if child.kind == "file" else None
+                known[key] = (child.kind, size)
+            kind, size = known[key]
+            yield Entry(name, link_cid, tsize if size is None else size, kind)
 
-    def _dir_links(self, block: Block) -> Iterator[tuple[str, CID, int]]:
+    def _dir_links(self, block: Block) -> Iterator[tuple[str, bytes, int]]:
+        """A directory's entries as name, binary CID and Tsize (HAMT shards flattened)."""
         shard = block.unixfs.type == UnixFSType.HAMT_SHARD
         if not shard:
             for link in block.node.links:
-                yield link.name or "", as_cid(link.hash), link.tsize or 0
+                yield link.name or "", link.hash, link.tsize or 0
             return
         # HAMT shards in order, with a stack rather than recursion (see ``_read``)
         stack = [iter(_named_links(block))]
@@ -366,7 +385,7 @@ class Resolver:
                     raise ValueError(f"HAMT under {block.cid} is nested deeper than its hash")
                 stack.append(iter(_named_links(_shard(self.block(link.hash)))))
             else:
-                yield link.name[2:], as_cid(link.hash), link.tsize or 0
+                yield link.name[2:], link.hash, link.tsize or 0
 
     @staticmethod
     def decode(cid: CID, data: bytes) -> Block:
@@ -392,7 +411,7 @@ class Resolver:
         if block.node is not None:
             return [as_cid(link.hash) for link in block.node.links]
         if block.cid.codec.code in (DAG_CBOR, DAG_JSON):
-            return [to_cid(c) for c in _cbor_links(decode_ipld(block))]
+            return [to_cid(c) for c in cbor_links(decode_ipld(block))]
         return []
 
     def walk(self, cid: CID | str, scope: str = "all", dups: bool = False) -> Iterator[Block]:
@@ -441,7 +460,7 @@ def _wrong_size(parent: Block, child: CID, expected: int, held: int) -> Integrit
     )
 
 
-def _cbor_links(value: object) -> Iterator[CID]:
+def cbor_links(value: object) -> Iterator[CID]:
     """The links in a decoded DAG-CBOR value, in order (a loop, however deep it nests)."""
     stack = [iter([value])]
     while stack:
@@ -489,9 +508,12 @@ def _shard(block: Block) -> Block:
 
 __all__ = [
     "HAMT_MAX_DEPTH",
+    "MAX_WALK",
     "Block",
     "BlockCache",
     "Entry",
     "Resolver",
     "as_cid",
+    "cbor_links",
+    "decode_ipld",
 ]
