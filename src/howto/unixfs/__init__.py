@@ -14,11 +14,14 @@ __all__, __getattr__, __dir__ = exports(
         "add": ["PROGRESS_MIN_BYTES", "STDIN", "add_paths", "check_paths"],
         "hamt": [
             "FANOUT",
+            "MURMUR3_X64_64",
             "SHARD_THRESHOLD",
             "build_directory",
             "estimated_size",
             "name_hash",
             "shard_lookup_index",
+            "shard_problem",
+            "slot_of",
         ],
         "importer": [
             "Added",

@@ -18,7 +18,7 @@ import dag_cbor
 from multiformats import CID
 
 from ..blocks.chain import BlockSource
-from ..errors import IntegrityError, PathNotFoundError, PathNotSupportedError
+from ..errors import IntegrityError, PathNotFoundError, PathNotSupportedError, shown
 from ..formats.cids import (
     DAG_CBOR,
     DAG_JSON,
@@ -31,7 +31,7 @@ from ..formats.cids import (
 )
 from ..formats.dagjson import decode as decode_dag_json
 from ..formats.dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
-from .hamt import shard_lookup_index
+from .hamt import name_hash, shard_lookup_index, shard_problem, slot_of
 
 #: A HAMT level consumes one byte of the 8-byte name hash (fanout 256), so no valid
 #: directory is deeper than this.
@@ -374,18 +374,39 @@ class Resolver:
             for link in block.node.links:
                 yield link.name or "", link.hash, link.tsize or 0
             return
-        # HAMT shards in order, with a stack rather than recursion (see ``_read``)
-        stack = [iter(_named_links(block))]
+        # HAMT shards in order, with a stack rather than recursion (see ``_read``).  An
+        # entry must sit in the slot its name hashes to at every level, where a path
+        # lookup would find it: one elsewhere is malformed, refused rather than listed.
+        stack = [(iter(_named_links(block)), block)]
+        route: list[int] = []  # the slots of the sub-shards down to the current one
         while stack:
-            link = next(stack[-1], None)
+            links, shard = stack[-1]
+            link = next(links, None)
             if link is None:
                 stack.pop()
-            elif len(link.name) == 2:
+                if route:
+                    route.pop()
+                continue
+            slot = slot_of(link.name)
+            if slot is None:
+                raise IntegrityError(
+                    f"HAMT shard {shard.cid} has a link named {shown(link.name)}, which names "
+                    "no slot"
+                )
+            if len(link.name) == 2:
                 if len(stack) >= HAMT_MAX_DEPTH:
                     raise ValueError(f"HAMT under {block.cid} is nested deeper than its hash")
-                stack.append(iter(_named_links(_shard(self.block(link.hash)))))
-            else:
-                yield link.name[2:], link.hash, link.tsize or 0
+                sub = _shard(self.block(link.hash))
+                stack.append((iter(_named_links(sub)), sub))
+                route.append(slot)
+                continue
+            name = link.name[2:]
+            if name_hash(name)[: len(route) + 1] != bytes([*route, slot]):
+                raise IntegrityError(
+                    f"HAMT shard {shard.cid} holds {shown(name)} in a slot its name does "
+                    "not hash to"
+                )
+            yield name, link.hash, link.tsize or 0
 
     @staticmethod
     def decode(cid: CID, data: bytes) -> Block:
@@ -492,6 +513,8 @@ def decode_ipld(block: Block) -> object:
 def _named_links(shard: Block) -> list:
     """A HAMT shard's links, each checked to have a name (two hex digits for a sub-shard,
     more for an entry): one without is malformed, not a crash."""
+    if problem := shard_problem(shard.unixfs):
+        raise IntegrityError(f"HAMT shard {shard.cid} {problem}")
     links = shard.node.links
     for link in links:
         if not link.name or len(link.name) < 2:
