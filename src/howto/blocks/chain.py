@@ -35,7 +35,7 @@ from ..errors import (
     PathNotFoundError,
     UnavailableError,
 )
-from ..formats.car import read_car_raw
+from ..formats.car import CARError, check_roots, read_car_raw
 from ..formats.cids import DAG_PB, cid_text, inline_data, multihash_of, raw_cid, verify_raw
 
 CidLike = CID | bytes
@@ -98,7 +98,12 @@ class CarBlocks:
                 blocks = {}
                 for path in self.paths:
                     with open(path, "rb") as f:
-                        for cid, data in read_car_raw(f, roots=False)[1]:
+                        try:
+                            roots, sections = read_car_raw(f)  # its header as dag import
+                            check_roots(roots)  # reads it: the two refuse the same files
+                        except CARError as exc:
+                            raise CARError(f"{path}: {exc}") from None
+                        for cid, data in sections:
                             blocks[multihash_of(cid)] = data
                 self._blocks = blocks
         return self._blocks

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..blocks.chain import BlockSource, BlockStore
 from ..errors import IntegrityError, shown
-from ..formats.car import CARError, read_car, write_car
+from ..formats.car import CARError, check_roots, read_car, write_car
 from ..formats.cids import is_identity, multihash_of
 from ..unixfs.resolver import Resolver
 from .reader import DagReader
@@ -70,10 +70,9 @@ def import_cars(
             where = f"{name}: " if name else ""
             try:
                 found, blocks = read_car(stream)
+                check_roots(found)
             except CARError as exc:
                 raise CARError(f"{where}{exc}") from None
-            if not found:
-                raise CARError(f"{where}the CAR names no root (a CAR must name at least one)")
             held = count
             for cid, data in _named(blocks, where):
                 txn.put(cid, data)
