@@ -43,10 +43,13 @@ class BlocksOnly(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, repo: Repo, refuse: int = 501, tamper: bool = False) -> None:
+    def __init__(
+        self, repo: Repo, refuse: int = 501, tamper: bool = False, car: bytes | None = None
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.repo = repo
         self.refuse = refuse
+        self.car = car  # when set, what every CAR request gets, with a 200
         self.tamper = tamper
         self.cars = 0  # requests for anything but a raw block
         self.raws = 0
@@ -80,6 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
         if len(segments) != 2 or segments[0] != "ipfs" or not raw:
             with self.server.lock:
                 self.server.cars += 1
+            if self.server.car is not None:
+                return self._answer(200, self.server.car, body, "application/vnd.ipld.car")
             return self._answer(self.server.refuse, b"blocks only\n", body)
         server = self.server
         with server.lock:
@@ -108,8 +113,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def blocks_only(repo: Repo, refuse: int = 501, tamper: bool = False) -> Iterator[BlocksOnly]:
-    server = BlocksOnly(repo, refuse, tamper)
+def blocks_only(
+    repo: Repo, refuse: int = 501, tamper: bool = False, car: bytes | None = None
+) -> Iterator[BlocksOnly]:
+    server = BlocksOnly(repo, refuse, tamper, car)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -261,3 +268,14 @@ def test_a_name_absent_from_fetched_blocks_is_path_not_found(far, tmp_path):
         assert len(reply.cids) == 2 and len(reply.blocks) <= 4
         window = Resolver(Received(reply.blocks, "the reply"), None)
         assert b"".join(window.read(reply.cids[-1], 1024, 1024)) == made["big"][1024:2048]
+
+
+@pytest.mark.parametrize("car", [b"", b"\x05not a car at all", b"\x01\xa0"])
+def test_an_error_names_the_gateway_once(far, tmp_path, car):
+    made = tree(far, tmp_path)
+    with blocks_only(far, car=car) as server:
+        reader = DagReader(Chain([], [GatewayBlocks(server.url)]))
+        with pytest.raises(Exception) as info:
+            b"".join(reader.read(made["root"], "big.bin"))
+        message = str(info.value)
+        assert message.count(server.url) == 1, message
