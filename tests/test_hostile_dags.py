@@ -476,6 +476,42 @@ def test_a_hamt_link_without_a_name_is_one_line_and_not_a_500(tmp_path):
             conn.close()
 
 
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"fanout": 0}, "has fanout 0x0, and only 256 is read"),
+        ({"fanout": 2**40}, "has fanout 0x10000000000, and only 256 is read"),
+        ({"data": b""}, "has an empty bitfield"),
+        ({"hash_type": 0x12}, "uses hash function 0x12, not murmur3-x64-64"),
+    ],
+)
+def test_hamt_parameters_howto_cannot_read_are_refused_in_one_line(tmp_path, fields, said):
+    meta = {"data": bytes(32), "hash_type": 0x22, "fanout": 256, **fields}
+    name = "x"
+    links = [(f"{shard_lookup_index(name, 0):02X}{name}", put(b"x\n"), 1)]
+    root = node(links, UnixFSData(UnixFSType.HAMT_SHARD, **meta))
+    for command in (("ls", root), ("get", root, "-o", tmp_path / "o"), ("cat", f"{root}/x")):
+        err = fails(*command, "--offline")
+        assert f"HAMT shard {root} {said}" in err, err
+
+
+def test_a_hamt_entry_in_the_wrong_slot_is_refused_as_path_lookup_misses_it(tmp_path):
+    wrong = f"{(shard_lookup_index('lost', 0) + 1) % 256:02X}lost"
+    right = f"{shard_lookup_index('kept', 0):02X}kept"
+    meta = UnixFSData(UnixFSType.HAMT_SHARD, data=bytes(32), hash_type=0x22, fanout=256)
+    root = node([(right, put(b"kept\n"), 5), (wrong, put(b"lost\n"), 5)], meta)
+    assert run("cat", f"{root}/kept", "--offline").stdout == b"kept\n"
+    assert "no link named 'lost'" in fails("cat", f"{root}/lost", "--offline")
+    for command in (("ls", root), ("get", root, "-o", tmp_path / "o")):
+        assert "holds 'lost' in a slot its name does not hash to" in fails(*command, "--offline")
+    assert not (tmp_path / "o").exists()
+    # a sub-shard's entries must also share the sub-shard's slot
+    sub = node([(f"{shard_lookup_index('deep', 1):02X}deep", put(b"deep\n"), 5)], meta)
+    other = (shard_lookup_index("deep", 0) + 7) % 256
+    root = node([(f"{other:02X}", sub, 1)], meta)
+    assert "does not hash to" in fails("ls", root, "--offline")
+
+
 def test_a_link_name_that_is_not_utf8_is_one_line_and_not_a_500(tmp_path):
     child = put(b"x\n")
     body = bytes(child)

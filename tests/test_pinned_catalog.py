@@ -242,6 +242,11 @@ def test_a_sub_catalog_that_includes_itself_refuses_only_that_entry(tmp_path) ->
             "    driver: opendap\n    args:\n      urlpath: ipfs://{cid}\n",
             "opendap needs a server",
         ),
+        ("    driver: [zarr]\n    args:\n      urlpath: ipfs://{cid}\n", "driver ['zarr'] is not"),
+        (
+            "    driver: zarr\n    args:\n      urlpath: '{{{{ CATALOG_DIR }}}}x'\n",
+            "CATALOG_DIR }} must be followed by '/'",
+        ),
         (
             "    driver: zarr\n    args:\n      urlpath: ipfs://{cid}\n"
             "    metadata:\n      note: '{{{{ 7 * 7 }}}}'\n",

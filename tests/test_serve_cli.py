@@ -63,3 +63,27 @@ def test_serve_refuses_a_corrupt_car_in_one_line(tmp_path):
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1
     assert "does not match" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_refuses_the_car_headers_that_dag_import_refuses(tmp_path):
+    import dag_cbor
+
+    _, car = _car_of(tmp_path, b"a block\n")
+    whole = car.read_bytes()
+    header_length = whole[0]  # a one-byte varint for a header this short
+    sections = whole[1 + header_length :]
+    for name, header in (
+        ("no-roots", {"roots": [], "version": 1}),
+        ("roots-not-a-list", {"roots": "x", "version": 1}),
+        ("version-2", {"roots": [], "version": 2}),
+    ):
+        encoded = dag_cbor.encode(header)
+        bad = tmp_path / f"{name}.car"
+        bad.write_bytes(bytes([len(encoded)]) + encoded + sections)
+        said = []
+        for command in (["dag", "import", str(bad)], ["serve", "--port", "0", "--car", str(bad)]):
+            result = subprocess.run([*HOWTO, *command], capture_output=True, text=True, timeout=60)
+            assert result.returncode == 1 and result.stdout == "", (name, command)
+            assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+            said.append(result.stderr.split(str(bad))[-1])
+        assert said[0] == said[1], (name, said)

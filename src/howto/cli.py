@@ -137,7 +137,7 @@ def _cmd_cat(args: argparse.Namespace) -> int:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     cid, path = _target(args)
-    for entry in _reader(args).ls(cid, path):
+    for entry in _reader(args).entries(cid, path):  # printed as they come
         name = printable(entry.name)  # a name from the DAG may hold terminal escapes
         if entry.kind == "directory":
             print(f"{entry.cid} - {name}/")

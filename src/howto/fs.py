@@ -302,7 +302,9 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
             wanted = self.read_ahead.plan(cids[-2], entry, lambda: _siblings(reader, cids[-2]))
             self.read_ahead.start(wanted, fetch)
             self.read_ahead.trim()
-            gateways = [s for s in reader.chain.remote if isinstance(s, GatewayBlocks)]
+            gateways = [
+                s for s in reader.chain.remote if isinstance(s, GatewayBlocks) and not s.raw_only
+            ]
             if gateways and self.read_ahead.should_stream(cids[-2]):
                 session = self._sessions[id(asyncio.get_running_loop())][1]  # made by fetch
                 self.read_ahead.stream(cids[-2], gateways[0].acar_blocks(cids[-2], session))

@@ -35,7 +35,7 @@ from ..errors import (
     PathNotFoundError,
     UnavailableError,
 )
-from ..formats.car import read_car_raw
+from ..formats.car import CARError, check_roots, read_car_raw
 from ..formats.cids import DAG_PB, cid_text, inline_data, multihash_of, raw_cid, verify_raw
 
 CidLike = CID | bytes
@@ -98,7 +98,12 @@ class CarBlocks:
                 blocks = {}
                 for path in self.paths:
                     with open(path, "rb") as f:
-                        for cid, data in read_car_raw(f, roots=False)[1]:
+                        try:
+                            roots, sections = read_car_raw(f)  # its header as dag import
+                            check_roots(roots)  # reads it: the two refuse the same files
+                        except CARError as exc:
+                            raise CARError(f"{path}: {exc}") from None
+                        for cid, data in sections:
                             blocks[multihash_of(cid)] = data
                 self._blocks = blocks
         return self._blocks
@@ -304,7 +309,7 @@ def combined_error(what: str, failures: list[tuple[object, Exception]], chain: o
     """
     if not failures:
         return unavailable(f"{what}: no source to ask (sources: {chain})", [], chain)
-    said = "; ".join(f"{source}: {_reason(exc, what)}" for source, exc in failures)
+    said = "; ".join(f"{source}: {_reason(exc, what, source)}" for source, exc in failures)
     for kind in (IntegrityError, GatewayError):
         worst = [exc for _, exc in failures if isinstance(exc, kind)]
         if worst:
@@ -319,15 +324,21 @@ def unavailable(
 ) -> UnavailableError:
     """An ``UnavailableError`` with the sources asked and whether gateways were among them."""
     error = UnavailableError(message)
-    error.tried = tuple((str(source), _reason(exc, "")) for source, exc in failures)
+    error.tried = tuple((str(source), _reason(exc, "", source)) for source, exc in failures)
     error.remote = bool(getattr(chain, "remote", None))
     return error
 
 
-def _reason(exc: Exception, what: str) -> str:
-    """What one source said, in a line, without repeating what was asked for."""
+def _reason(exc: Exception, what: str, source: object = None) -> str:
+    """What one source said, in a line, without repeating the source's name (the error
+    line names it already) or what was asked for."""
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return text.removeprefix(f"{what} ").strip() or type(exc).__name__
+    if source is not None and (name := str(source)) and text.startswith(name):
+        text = text[len(name) :].lstrip(" ,:")
+    if what:
+        for said in (f"{what}: ", f"{what} "):
+            text = text.removeprefix(said)
+    return text.strip() or type(exc).__name__
 
 
 __all__ = [

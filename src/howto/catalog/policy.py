@@ -135,8 +135,11 @@ def content_address(url: object, folder: str) -> str:
         raise CatalogError(f"needs one URL as a string, not {short(url)}")
     for form in CATALOG_DIR_FORMS:
         if url.startswith(form):
+            rest = url[len(form) :]
+            if rest and not rest.startswith("/"):  # intake would read "<dir>x", not "<dir>/x"
+                raise CatalogError(f"{short(url)}: {form} must be followed by '/' or nothing")
             root, _, inside = folder.removeprefix("ipfs://").partition("/")
-            joined = posixpath.normpath(posixpath.join(inside, url[len(form) :].lstrip("/")))
+            joined = posixpath.normpath(posixpath.join(inside, rest.lstrip("/")))
             if joined == ".." or joined.startswith("../"):
                 raise CatalogError(f"{short(url)} leaves the catalog's root CID")
             url = f"ipfs://{root}" + ("" if joined == "." else f"/{joined}")

@@ -13,6 +13,7 @@ __all__, __getattr__, __dir__ = exports(
             "CARError",
             "MAX_HEADER_SIZE",
             "MAX_SECTION_SIZE",
+            "check_roots",
             "cid_length",
             "encode_header",
             "encode_section",

@@ -256,10 +256,20 @@ def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
     return roots, ((to_cid(cid), data) for cid, data in blocks)
 
 
+def check_roots(roots: list[CID]) -> list[CID]:
+    """The roots of a CAR header as ``ipfs dag import`` takes them: at least one (the
+    CARv1 spec requires one), each already checked by the reader.  Shared by ``howto dag
+    import`` and ``howto serve --car``, so that both refuse the same files."""
+    if not roots:
+        raise CARError("the CAR names no root (a CAR must name at least one)")
+    return roots
+
+
 __all__ = [
     "MAX_HEADER_SIZE",
     "MAX_SECTION_SIZE",
     "CARError",
+    "check_roots",
     "cid_length",
     "encode_header",
     "encode_section",

@@ -154,7 +154,7 @@ class Gateway:
             return await serve_ipld(request, target, fmt, headers)
         if codec in _NATIVE:
             if wanted.html and codec in (DAG_JSON, DAG_CBOR):
-                return await dag_preview(request, resolver, target, headers)
+                return await dag_preview(request, target, headers)
             return await serve_ipld(request, target, _NATIVE[codec], headers)
         if codec not in (DAG_PB, RAW):
             raise web.HTTPNotAcceptable(

@@ -20,7 +20,7 @@ from multiformats import CID
 from ..blocks.chain import BlockSource, Chain
 from ..blocks.repo import Repo
 from ..formats.car import encode_header, section_head
-from ..formats.cids import RAW_CID_PREFIX, is_identity, to_cid
+from ..formats.cids import RAW, RAW_CID_PREFIX, is_identity, to_cid
 from ..formats.dagpb import UnixFSType
 from ..unixfs.resolver import Block, Resolver
 from .streaming import batches
@@ -204,7 +204,13 @@ async def write_car(
     for block in path:
         await send(block)
     blocks = _car_blocks(resolver, target, scope, byte_range, dups, open_leaf)
-    inline = scope == "block" or not resolver.links(target)  # nothing more to read
+    # Nothing more to read: one block, or a dag-pb or raw block without links.  (A
+    # DAG-CBOR block's links are found by decoding it, which is left to the worker.)
+    inline = (
+        scope == "block"
+        or target.cid.codec.code == RAW
+        or (target.node is not None and not target.node.links)
+    )
     async for batch in batches(blocks, _block_size, inline, _close_leaves):
         try:
             for block in batch:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from ..errors import GatewayError, IntegrityError, NotFoundError, UnavailableError
+from ..errors import GatewayError, IntegrityError, NotFoundError, UnavailableError, printable
 
 #: One line per failed request: 4xx at INFO, 5xx at WARNING (shown on stderr by default).
 log = logging.getLogger("howto.gateway")
@@ -61,7 +61,13 @@ def _failure(exc: Exception) -> type[web.HTTPException]:
 
 def _log_failure(request: web.Request, status: int, reason: str) -> None:
     level = logging.WARNING if status >= 500 else logging.INFO
-    log.log(level, "%s %s -> %d: %s", request.method, request.path, status, reason)
+    log.log(level, "%s %s -> %d: %s", request.method, _path(request), status, printable(reason))
+
+
+def _path(request: web.Request) -> str:
+    """The request's path as sent (``%0A`` stays ``%0A``), so that no line in the log
+    can be forged by a path that decodes to a line break or a terminal escape."""
+    return printable(request.raw_path.partition("?")[0])
 
 
 @web.middleware
@@ -81,7 +87,8 @@ async def failure_replies(request: web.Request, handler: Callable) -> web.Stream
             raise _Reported() from None  # the client went away: nothing to tell it
         reply = _failure(exc)
         if request.get(_STARTED):
-            log.warning("%s %s -> cut short: %s", request.method, request.path, _first_line(exc))
+            reason = printable(_first_line(exc))
+            log.warning("%s %s -> cut short: %s", request.method, _path(request), reason)
             raise _Reported() from None
         _log_failure(request, reply.status_code, _first_line(exc))
         raise reply(text=f"{_first_line(exc)}\n") from None

@@ -32,12 +32,13 @@ SNIFF_BYTES = 64 << 10
 
 
 def _sniff(resolver: Resolver, target: Block, size: int) -> str:
-    """The type of a file whose name says nothing: JSON (when small enough to check
-    whole), UTF-8 text, or bytes."""
-    head = b"".join(resolver.read(target, 0, min(size, 512)))
-    if head.lstrip()[:1] in (b"{", b"["):
+    """The type of a file whose name says nothing: JSON (when it is at most
+    ``SNIFF_BYTES``, checked whole), UTF-8 text (by its first 512 bytes), or bytes.
+    No more than ``SNIFF_BYTES`` of the file are read, whatever its size."""
+    head = b"".join(resolver.read(target, 0, 512))
+    if size <= SNIFF_BYTES and head.lstrip()[:1] in (b"{", b"["):
         try:
-            json.loads(resolver.cat(target.cid))
+            json.loads(b"".join(resolver.read(target, 0, SNIFF_BYTES)))
             return "application/json"
         except ValueError:
             pass
@@ -125,8 +126,15 @@ async def serve_tar(
     name = cid_text(target.cid)
     if not_modified(request, f'W/"{name}.x-tar"', headers):
         return web.Response(status=304, headers=headers)
+    transport = request.transport
+
+    def client_left() -> bool:  # asked by the worker thread between members
+        return transport is None or transport.is_closing()
+
     try:
-        members = await asyncio.to_thread(tar.entries, resolver, target, name)
+        members = await asyncio.to_thread(tar.entries, resolver, target, name, client_left)
+    except tar.ClientLeft:
+        raise ConnectionResetError("the client left before the archive began") from None
     except tar.UnsafeNameError as exc:
         raise web.HTTPBadRequest(text=f"{exc}\n") from None
     except ValueError as exc:

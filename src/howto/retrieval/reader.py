@@ -228,8 +228,13 @@ class DagReader:
 
     def ls(self, root: CID | str, path: str = "") -> list[Entry]:
         """A directory's entries, with sizes and kinds."""
+        return list(self.entries(root, path))
+
+    def entries(self, root: CID | str, path: str = "") -> Iterator[Entry]:
+        """``ls`` one entry at a time, each given as soon as it is known (for directories
+        of any length: nothing waits for, or holds, the whole listing)."""
         resolver, cids = self.locate(root, path, "entity")
-        return resolver.ls(cids[-1])
+        yield from resolver.entries(cids[-1])
 
     def read(
         self, root: CID | str, path: str = "", start: int = 0, end: int | None = None

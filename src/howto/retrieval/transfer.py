@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..blocks.chain import BlockSource, BlockStore
 from ..errors import IntegrityError, shown
-from ..formats.car import CARError, read_car, write_car
+from ..formats.car import CARError, check_roots, read_car, write_car
 from ..formats.cids import is_identity, multihash_of
 from ..unixfs.resolver import Resolver
 from .reader import DagReader
@@ -72,6 +72,7 @@ def import_cars(
             where = f"{name}: " if name else ""
             try:
                 found, blocks = read_car(stream)
+                check_roots(found)
             except CARError as exc:
                 raise CARError(f"{where}{exc}") from None
             held = count

@@ -46,6 +46,7 @@ from ..formats.cids import (
     verify_raw,
 )
 from ..unixfs.resolver import BlockCache, Resolver
+from .blockwalk import walk_blocks
 
 if TYPE_CHECKING:  # imported where a request is made: a chain whose blocks are all local
     import http.client  # never loads an HTTP client
@@ -78,6 +79,10 @@ STEP_BYTES = 256 << 10
 _RAW_HEADERS = {"Accept": "application/vnd.ipld.raw", "Accept-Encoding": "identity"}
 #: The longest error reply read to keep its connection.
 DISCARD_BYTES = 64 << 10
+#: Answers to a CAR of a path after which the blocks are fetched one by one instead
+#: (the trustless spec lets a gateway serve only ``?format=raw``); after 406 or 501 the
+#: gateway is not asked for a CAR again, while a 400 may concern that one path.
+CAR_REFUSALS = (400, 406, 501)
 
 
 def default_timeout() -> float:
@@ -133,6 +138,13 @@ class _Patience:
                 seconds,
             )
         return seconds
+
+
+class _Refused(Exception):
+    """A gateway answered a request with a status the caller can do without."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
 
 
 @dataclass
@@ -371,6 +383,8 @@ class GatewayBlocks:
         self.timeout = default_timeout() if timeout is None else timeout
         self._connections = _pool(self.url)
         self._patience = _Patience(str(self))
+        #: Set once the gateway refused a CAR for good (406 or 501): blocks only then.
+        self.raw_only = False
 
     def __str__(self) -> str:
         return f"gateway {self.url}"
@@ -379,13 +393,22 @@ class GatewayBlocks:
         return (type(self), (self.url, self.timeout))
 
     def _open(
-        self, target: str, accept: str, what: str, method: str = "GET", namespace: str = "ipfs"
+        self,
+        target: str,
+        accept: str,
+        what: str,
+        method: str = "GET",
+        namespace: str = "ipfs",
+        refusals: tuple[int, ...] = (),
     ) -> _Exchange:
-        """Send the request; a reply that is not a plain 200 becomes a typed error."""
+        """Send the request; a reply that is not a plain 200 becomes a typed error (or
+        ``_Refused`` for a status in ``refusals``)."""
         path = f"{self._connections.base}/{namespace}/{target}"
         reply = self._exchange(path, method, accept, what)
         if reply.status != 200:
             reply.discard()
+            if reply.status in refusals:
+                raise _Refused(reply.status)
             wait = self._patience.wait(reply.status, reply.headers, what, self.timeout)
             if wait is None:
                 self._status(reply.status, what)
@@ -553,6 +576,8 @@ class GatewayBlocks:
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
+                if response.status in CAR_REFUSALS[1:]:
+                    self.raw_only = True  # the readers ask for blocks alone from now on
                 self._status(response.status, what)
                 content = response.content
                 header = await _avarint(content, what)
@@ -625,13 +650,26 @@ class GatewayBlocks:
         way are kept in ``cache``, even when the reply turns out to be a lie further on).
         With a ``buffer``, the reply is received into it and raw blocks are views of it,
         valid until the caller uses the buffer again; other blocks are always copied out.
+
+        A gateway that refuses the CAR (``CAR_REFUSALS``) gets the same request as single
+        blocks instead (``blocks_car``), and after a 406 or 501 only those.
         """
         target = cid_text(root) + (f"/{quote(path, safe='/')}" if path else "")
         query = f"?format=car&dag-scope={scope}"
         if entity_bytes is not None:
             query += f"&entity-bytes={entity_bytes}"
         what = f"/ipfs/{target}"
-        response = self._open(target + query, CAR_TYPE, what)
+        if self.raw_only:
+            return self.blocks_car(root, path, scope, entity_bytes, cache)
+        try:
+            response = self._open(target + query, CAR_TYPE, what, refusals=CAR_REFUSALS)
+        except _Refused as refused:
+            if refused.status != 400:  # not this path: the gateway serves no CARs
+                self.raw_only = True
+                log.info(
+                    "%s answered HTTP %d for a CAR: asking it for blocks only", self, refused.status
+                )
+            return self.blocks_car(root, path, scope, entity_bytes, cache)
         try:
             body = self._body(response, MAX_CAR_BYTES, what, buffer)
             try:
@@ -652,6 +690,32 @@ class GatewayBlocks:
             self._roots(response, cids, what)
         finally:
             response.release()
+        return CarReply(blocks, cids)
+
+    def blocks_car(
+        self,
+        root: CID,
+        path: str = "",
+        scope: str = "entity",
+        entity_bytes: str | None = None,
+        cache: BlockCache | None = None,
+    ) -> CarReply:
+        """What ``car`` returns, gathered with ``?format=raw`` requests alone: the path
+        walked block by block, then the target's blocks, as many at once as this
+        gateway's connections allow (see ``blockwalk``).  Every block is checked as
+        ``get`` checks it; the whole is bounded by ``MAX_CAR_BYTES`` as a CAR is."""
+        what = f"/ipfs/{cid_text(root)}" + (f"/{path}" if path else "")
+        blocks, cids = walk_blocks(
+            self.get,
+            root,
+            path,
+            scope,
+            entity_bytes,
+            cache,
+            self._connections.limit,
+            MAX_CAR_BYTES,
+            f"{self}, {what}",
+        )
         return CarReply(blocks, cids)
 
 
@@ -702,6 +766,7 @@ def _line(value: object) -> str:
 
 
 __all__ = [
+    "CAR_REFUSALS",
     "CAR_TYPE",
     "DEFAULT_CONNECTIONS",
     "RAW_TYPE",

@@ -71,6 +71,31 @@ def _build_shard(entries: list[tuple[bytes, PBLink]], depth: int, emit: Emit) ->
     return cid, blen + sum(link.tsize for link in links)
 
 
+def shard_problem(data: UnixFSData) -> str:
+    """Why a HAMT shard's parameters cannot be read ("" when they can): howto reads what
+    kubo writes, fanout 256 and murmur3-x64-64, and a shard always has a bitfield."""
+    if data.hash_type != MURMUR3_X64_64:
+        return f"uses hash function {_short_number(data.hash_type)}, not murmur3-x64-64 (0x22)"
+    if data.fanout != FANOUT:
+        return f"has fanout {_short_number(data.fanout)}, and only {FANOUT} is read"
+    if not data.data:
+        return "has an empty bitfield"
+    return ""
+
+
+def slot_of(link_name: str) -> int | None:
+    """The slot a shard's link name starts with (two upper-case hex digits), else ``None``."""
+    head = link_name[:2]
+    if len(head) != 2 or any(c not in "0123456789ABCDEF" for c in head):
+        return None
+    return int(head, 16)
+
+
+def _short_number(value: int | None) -> str:
+    text = "none" if value is None else hex(value)
+    return text if len(text) <= 24 else text[:20] + "…"
+
+
 def shard_lookup_index(name: str, depth: int) -> int:
     """The slot ``name`` occupies at ``depth`` of a shard, for readers walking a HAMT."""
     return name_hash(name)[depth]
@@ -78,9 +103,12 @@ def shard_lookup_index(name: str, depth: int) -> int:
 
 __all__ = [
     "FANOUT",
+    "MURMUR3_X64_64",
     "SHARD_THRESHOLD",
     "build_directory",
     "estimated_size",
     "name_hash",
     "shard_lookup_index",
+    "shard_problem",
+    "slot_of",
 ]

@@ -8,6 +8,7 @@ module returns was reached by hash from the root: a wrong block cannot slip in.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import dag_cbor
 from multiformats import CID
 
 from ..blocks.chain import BlockSource
-from ..errors import IntegrityError, PathNotFoundError, PathNotSupportedError
+from ..errors import IntegrityError, PathNotFoundError, PathNotSupportedError, shown
 from ..formats.cids import (
     DAG_CBOR,
     DAG_JSON,
@@ -30,7 +31,7 @@ from ..formats.cids import (
 )
 from ..formats.dagjson import decode as decode_dag_json
 from ..formats.dagpb import PBNode, UnixFSData, UnixFSType, decode_node, decode_unixfs
-from .hamt import shard_lookup_index
+from .hamt import name_hash, shard_lookup_index, shard_problem, slot_of
 
 #: A HAMT level consumes one byte of the 8-byte name hash (fanout 256), so no valid
 #: directory is deeper than this.
@@ -338,35 +339,74 @@ class Resolver:
 
     def ls(self, cid: CID | str) -> list[Entry]:
         """Entries of a UnixFS directory (HAMT shards flattened, names as stored)."""
+        return list(self.entries(cid))
+
+    def entries(self, cid: CID | str, start: int = 0, limit: int | None = None) -> Iterator[Entry]:
+        """``ls`` one entry at a time, from the ``start``-th, at most ``limit`` of them:
+        a listing of any length can be printed as it goes, or shown a page at a time.
+
+        Each entry's kind and size come from its block, read once however many entries
+        link it; a raw block is a file of its link's size, and is not read at all (an
+        identity CID is still checked against the hash policy).
+        """
         block = self.block(cid)
         if block.kind != "directory":
             raise NotADirectoryError(f"{block.cid} is not a directory")
-        links = list(self._dir_links(block))
-        entries = []
-        for name, link_cid, tsize in links:
-            child = self.block(link_cid)
-            size = self._declared_size(child) if child.kind == "file" else tsize
-            entries.append(Entry(name, child.cid, size, child.kind))
-        return entries
+        known: dict[bytes, tuple[str, int | None]] = {}
+        links = itertools.islice(self._dir_links(block), start, None)
+        for name, link_hash, tsize in itertools.islice(links, limit):
+            link_cid = as_cid(link_hash)  # only for entries given: decoding CIDs is slow
+            if link_cid.codec.code == RAW and inline_data(bytes(link_cid)) is None:
+                yield Entry(name, link_cid, tsize, "file")
+                continue
+            key = bytes(link_cid)
+            if key not in known:
+                child = self.block(link_cid)
+                size = self._declared_size(child) if child.kind == "file" else None
+                known[key] = (child.kind, size)
+            kind, size = known[key]
+            yield Entry(name, link_cid, tsize if size is None else size, kind)
 
-    def _dir_links(self, block: Block) -> Iterator[tuple[str, CID, int]]:
+    def _dir_links(self, block: Block) -> Iterator[tuple[str, bytes, int]]:
+        """A directory's entries as name, binary CID and Tsize (HAMT shards flattened)."""
         shard = block.unixfs.type == UnixFSType.HAMT_SHARD
         if not shard:
             for link in block.node.links:
-                yield link.name or "", as_cid(link.hash), link.tsize or 0
+                yield link.name or "", link.hash, link.tsize or 0
             return
-        # HAMT shards in order, with a stack rather than recursion (see ``_read``)
-        stack = [iter(_named_links(block))]
+        # HAMT shards in order, with a stack rather than recursion (see ``_read``).  An
+        # entry must sit in the slot its name hashes to at every level, where a path
+        # lookup would find it: one elsewhere is malformed, refused rather than listed.
+        stack = [(iter(_named_links(block)), block)]
+        route: list[int] = []  # the slots of the sub-shards down to the current one
         while stack:
-            link = next(stack[-1], None)
+            links, shard = stack[-1]
+            link = next(links, None)
             if link is None:
                 stack.pop()
-            elif len(link.name) == 2:
+                if route:
+                    route.pop()
+                continue
+            slot = slot_of(link.name)
+            if slot is None:
+                raise IntegrityError(
+                    f"HAMT shard {shard.cid} has a link named {shown(link.name)}, which names "
+                    "no slot"
+                )
+            if len(link.name) == 2:
                 if len(stack) >= HAMT_MAX_DEPTH:
                     raise ValueError(f"HAMT under {block.cid} is nested deeper than its hash")
-                stack.append(iter(_named_links(_shard(self.block(link.hash)))))
-            else:
-                yield link.name[2:], as_cid(link.hash), link.tsize or 0
+                sub = _shard(self.block(link.hash))
+                stack.append((iter(_named_links(sub)), sub))
+                route.append(slot)
+                continue
+            name = link.name[2:]
+            if name_hash(name)[: len(route) + 1] != bytes([*route, slot]):
+                raise IntegrityError(
+                    f"HAMT shard {shard.cid} holds {shown(name)} in a slot its name does "
+                    "not hash to"
+                )
+            yield name, link.hash, link.tsize or 0
 
     @staticmethod
     def decode(cid: CID, data: bytes) -> Block:
@@ -392,7 +432,7 @@ class Resolver:
         if block.node is not None:
             return [as_cid(link.hash) for link in block.node.links]
         if block.cid.codec.code in (DAG_CBOR, DAG_JSON):
-            return [to_cid(c) for c in _cbor_links(decode_ipld(block))]
+            return [to_cid(c) for c in cbor_links(decode_ipld(block))]
         return []
 
     def walk(self, cid: CID | str, scope: str = "all", dups: bool = False) -> Iterator[Block]:
@@ -441,7 +481,7 @@ def _wrong_size(parent: Block, child: CID, expected: int, held: int) -> Integrit
     )
 
 
-def _cbor_links(value: object) -> Iterator[CID]:
+def cbor_links(value: object) -> Iterator[CID]:
     """The links in a decoded DAG-CBOR value, in order (a loop, however deep it nests)."""
     stack = [iter([value])]
     while stack:
@@ -473,6 +513,8 @@ def decode_ipld(block: Block) -> object:
 def _named_links(shard: Block) -> list:
     """A HAMT shard's links, each checked to have a name (two hex digits for a sub-shard,
     more for an entry): one without is malformed, not a crash."""
+    if problem := shard_problem(shard.unixfs):
+        raise IntegrityError(f"HAMT shard {shard.cid} {problem}")
     links = shard.node.links
     for link in links:
         if not link.name or len(link.name) < 2:
@@ -489,9 +531,12 @@ def _shard(block: Block) -> Block:
 
 __all__ = [
     "HAMT_MAX_DEPTH",
+    "MAX_WALK",
     "Block",
     "BlockCache",
     "Entry",
     "Resolver",
     "as_cid",
+    "cbor_links",
+    "decode_ipld",
 ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from multiformats import CID
@@ -26,7 +26,12 @@ from multiformats import CID
 from ..errors import IntegrityError, shown
 from .resolver import Block, Resolver
 
-__all__ = ["TarEntry", "UnsafeNameError", "entries", "stream"]
+__all__ = ["MAX_TAR_PATHS", "ClientLeft", "TarEntry", "UnsafeNameError", "entries", "stream"]
+
+#: The most members one archive may have.  A DAG of a few blocks can name the same
+#: folder twice at every level and so unfold to billions of paths; such a DAG is refused
+#: once its listing passes this many, before a byte of the archive is sent.
+MAX_TAR_PATHS = 100_000
 
 #: Date written for every entry: UnixFS 1.0 keeps no times, and a fixed date keeps the
 #: archive of a CID the same from one request to the next.
@@ -36,6 +41,10 @@ BLOCK = tarfile.BLOCKSIZE
 
 class UnsafeNameError(ValueError):
     """A directory entry whose name would escape the archive's folder."""
+
+
+class ClientLeft(Exception):
+    """Whoever asked for the archive went away while its members were being listed."""
 
 
 @dataclass(frozen=True)
@@ -57,11 +66,20 @@ def _joined(top: str, folder: str, name: str) -> str:
     return path
 
 
-def entries(resolver: Resolver, block: Block, name: str) -> list[TarEntry]:
-    """Every member under ``block`` (itself first, named ``name``), depth first."""
+def entries(
+    resolver: Resolver, block: Block, name: str, gone: Callable[[], bool] | None = None
+) -> list[TarEntry]:
+    """Every member under ``block`` (itself first, named ``name``), depth first.
+
+    More than ``MAX_TAR_PATHS`` members is a ``ValueError``; ``gone``, asked between
+    members, ends the listing (``ClientLeft``) when the archive is no longer wanted.
+    """
     out: list[TarEntry] = []
     stack = [(block, name)]
+    root = block.cid
     while stack:
+        if gone is not None and gone():
+            raise ClientLeft
         block, path = stack.pop()
         kind = block.kind
         if kind == "file":
@@ -71,10 +89,15 @@ def entries(resolver: Resolver, block: Block, name: str) -> list[TarEntry]:
             out.append(TarEntry(path, block.cid, "symlink", target=target))
         elif kind == "directory":
             out.append(TarEntry(path, block.cid, "directory"))
-            children = resolver.ls(block.cid)
-            for entry in reversed(children):
-                child = resolver.block(entry.cid)
-                stack.append((child, _joined(name, path, entry.name)))
+            children = []
+            for entry in resolver.entries(block.cid):
+                if len(out) + len(stack) + len(children) >= MAX_TAR_PATHS:
+                    raise ValueError(
+                        f"{root} unfolds to more than {MAX_TAR_PATHS} paths: too many for "
+                        "one tar archive (ask for format=car)"
+                    )
+                children.append((resolver.block(entry.cid), _joined(name, path, entry.name)))
+            stack.extend(reversed(children))
         else:
             raise ValueError(f"{block.cid} is not UnixFS: it has no place in a tar archive")
     _check_paths(out)
