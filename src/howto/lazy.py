@@ -7,6 +7,7 @@ imported on first access, so ``import howto`` (and the command line) loads only 
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["exports"]
@@ -27,15 +28,10 @@ def exports(
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(f"{package}.{module}"), name)
-        globals_of(package)[name] = value
+        vars(sys.modules[package])[name] = value  # kept: the next access is a plain lookup
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(globals_of(package)) | set(where))
+        return sorted(set(vars(sys.modules[package])) | set(where))
 
     return sorted(where), __getattr__, __dir__
-
-
-def globals_of(package: str) -> dict:
-    """The namespace of an imported package (where a resolved name is kept for next time)."""
-    return vars(importlib.import_module(package))
