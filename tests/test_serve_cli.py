@@ -73,7 +73,6 @@ def test_serve_refuses_the_car_headers_that_dag_import_refuses(tmp_path):
     header_length = whole[0]  # a one-byte varint for a header this short
     sections = whole[1 + header_length :]
     for name, header in (
-        ("no-roots", {"roots": [], "version": 1}),
         ("roots-not-a-list", {"roots": "x", "version": 1}),
         ("version-2", {"roots": [], "version": 2}),
     ):
@@ -87,3 +86,23 @@ def test_serve_refuses_the_car_headers_that_dag_import_refuses(tmp_path):
             assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
             said.append(result.stderr.split(str(bad))[-1])
         assert said[0] == said[1], (name, said)
+
+
+def test_serve_and_dag_import_take_a_car_that_names_no_root(tmp_path):
+    """kubo's ``dag import`` takes a CAR whose header names no root (``ipfs-car pack``
+    writes one when it streams to stdout); so do both of howto's readers of CAR files."""
+    import dag_cbor
+    from multiformats import CID
+
+    from howto.blocks import CarBlocks
+
+    cid, car = _car_of(tmp_path, b"a block\n")
+    whole = car.read_bytes()
+    encoded = dag_cbor.encode({"roots": [], "version": 1})
+    rootless = tmp_path / "rootless.car"
+    rootless.write_bytes(bytes([len(encoded)]) + encoded + whole[1 + whole[0] :])
+    imported = subprocess.run(
+        [*HOWTO, "dag", "import", str(rootless)], capture_output=True, text=True, timeout=60
+    )
+    assert imported.returncode == 0 and "no root" in imported.stdout, imported.stderr
+    assert CarBlocks([rootless]).get(CID.decode(cid)) == b"a block\n"  # serve --car reads it

@@ -257,12 +257,12 @@ def read_car(stream: BinaryIO) -> tuple[list[CID], Iterator[tuple[CID, bytes]]]:
 
 
 def check_roots(roots: list[CID]) -> list[CID]:
-    """The roots of a CAR header as ``ipfs dag import`` takes them: at least one (the
-    CARv1 spec requires one), each already checked by the reader.  Shared by ``howto dag
-    import`` and ``howto serve --car``, so that both refuse the same files."""
-    if not roots:
-        raise CARError("the CAR names no root (a CAR must name at least one)")
-    return roots
+    """The roots of a CAR header as ``ipfs dag import`` takes them, shared by ``howto dag
+    import`` and ``howto serve --car`` so that both take the same files.  Each root was
+    checked by the reader; none at all is taken too, as kubo takes it (go-car's block
+    reader allows it, the CARv1 spec leaves the number of roots unresolved, and
+    ``ipfs-car pack`` writes such CARs when it streams to stdout)."""
+    return list(roots)
 
 
 __all__ = [
