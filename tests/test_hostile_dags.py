@@ -546,6 +546,23 @@ def test_add_of_a_folder_1500_levels_deep_and_back(tmp_path):
     saved = run("get", root, "-o", tmp_path / "out", "--offline", "-q")
     assert saved.returncode == 0, saved.stderr[-500:]
     assert (tmp_path / "out" / inner / "f").read_bytes() == b"at the bottom\n"
+    for tree in (top, tmp_path / "out"):  # pytest's clean-up of old runs recurses: not here
+        _remove_deep(tree)
+
+
+def _remove_deep(top: Path) -> None:
+    """Remove a chain of folders deeper than Python's call stack, bottom up, in a loop."""
+    folder = top
+    while subfolders := [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()]:
+        folder = subfolders[0]
+    while True:
+        for item in folder.iterdir():
+            if not item.is_dir() or item.is_symlink():
+                item.unlink()
+        folder.rmdir()
+        if folder == top:
+            return
+        folder = folder.parent
 
 
 def test_identity_leaves_are_read_inline_through_a_gateway(tmp_path, no_configured_gateway):

@@ -10,29 +10,6 @@ Below those: ``negotiation`` (the path and format a request asks for), ``headers
 Imports every layer below it.
 """
 
-from ..lazy import exports
+from ..lazy import folder_exports
 
-__all__, __getattr__, __dir__ = exports(
-    __name__,
-    {
-        "app": ["Gateway"],
-        "car_stream": ["FileLeaf", "LeafOpener", "leaf_opener", "write_car"],
-        "failures": ["failure_replies", "log", "mark_started", "server_log"],
-        "headers": ["IMMUTABLE", "disposition", "not_modified", "only_if_cached", "reply_headers"],
-        "ipns_gateway": ["IpnsGateway", "records_for"],
-        "negotiation": ["FORMATS", "TAR_TYPE", "Wanted", "negotiate", "path_segments"],
-        "pages": [
-            "LISTING_CACHE",
-            "LISTING_PAGE",
-            "MAX_PREVIEW_LINKS",
-            "PAGE_VERSION",
-            "dag_preview",
-            "directory_listing",
-        ],
-        "path_gateway": ["SNIFF_BYTES", "serve_ipld", "serve_tar", "serve_unixfs"],
-        "ranges": ["ByteReader", "MAX_RANGES", "send_block", "send_content"],
-        "server": ["GatewayServer", "embedded_gateway_url", "serve"],
-        "streaming": ["BATCH_BYTES", "batches"],
-        "trustless_gateway": ["CAR_TYPE", "RAW_TYPE", "RecordingResolver", "TrustlessGateway"],
-    },
-)
+__getattr__, __dir__ = folder_exports(__name__)

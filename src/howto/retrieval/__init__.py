@@ -7,44 +7,6 @@ the configured gateways (IPIP-280), ``sources`` assembles the default chain (loc
 as CAR files and folders.  Imports ``formats``, ``blocks``, ``unixfs``, ``names`` and ``ipld``.
 """
 
-from ..lazy import exports
+from ..lazy import folder_exports
 
-__all__, __getattr__, __dir__ = exports(
-    __name__,
-    {
-        "blockwalk": ["walk_blocks"],
-        "discovery": ["configured_gateway", "configured_gateways"],
-        "readahead": [
-            "FIRST_BYTES",
-            "MOST_BYTES",
-            "ReadAhead",
-            "ReadAheadStats",
-            "Sibling",
-            "UnavailableAhead",
-            "chunk_order",
-            "default_read_ahead",
-        ],
-        "reader": ["DagReader"],
-        "sources": [
-            "bundled_blocks",
-            "default_chain",
-            "gateway_sources",
-            "local_chain",
-            "local_sources",
-        ],
-        "transfer": ["Imported", "export_car", "get_tree", "import_car", "import_cars"],
-        "trustless": [
-            "CAR_REFUSALS",
-            "CAR_TYPE",
-            "CarReply",
-            "DEFAULT_CONNECTIONS",
-            "GatewayBlocks",
-            "RAW_TYPE",
-            "Received",
-            "default_connections",
-            "default_timeout",
-            "retry_after",
-            "same_roots",
-        ],
-    },
-)
+__getattr__, __dir__ = folder_exports(__name__)
