@@ -99,6 +99,22 @@ def book_is_fresh() -> bool:
     return all(f.stat().st_mtime <= built for f in book_inputs())
 
 
+#: The jupytext header every chapter starts with (MyST notebook, Python 3 kernel), for
+#: tests that write chapters of their own.
+CHAPTER_HEADER = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
+
 def ensure_book_built() -> None:
     """Build the book (clean, strict) unless a successful build is newer than its inputs.
 

@@ -26,6 +26,7 @@ import yaml
 from book_tools import (
     BOOK,
     BUILD_FLAGS,
+    CHAPTER_HEADER,
     EXECUTED,
     HTML,
     ROOT,
@@ -70,18 +71,7 @@ NOTEBOOK_CHAPTERS = [
     f for f in toc_files() if (ROOT / f"{f}.md").exists() and is_notebook(ROOT / f"{f}.md")
 ]
 
-HEADER = """\
----
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-"""
+HEADER = CHAPTER_HEADER
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jupytext
 import pytest
-from book_tools import BOOK
+from book_tools import BOOK, CHAPTER_HEADER
 
 WITH_CHECKPOINTS = ["04_cids", "07_pinned_catalogs", "10_cloud_buckets"]
 CHECKPOINT = re.compile(r"^:::\{admonition\} Checkpoint: .+\n:class: checkpoint$", re.M)
@@ -61,17 +61,7 @@ def test_every_checkpoint_is_answered(md):
     assert checkpoints(md)[1] == []
 
 
-QUESTION = textwrap.dedent("""\
-    ---
-    jupytext:
-      text_representation:
-        extension: .md
-        format_name: myst
-    kernelspec:
-      display_name: Python 3
-      language: python
-      name: python3
-    ---
+QUESTION = CHAPTER_HEADER + textwrap.dedent("""\
 
     # A chapter
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jupytext
 import pytest
-from book_tools import ROOT, toc_files
+from book_tools import CHAPTER_HEADER, ROOT, toc_files
 
 CHAPTERS = [f for f in toc_files() if (ROOT / f"{f}.md").exists()]
 
@@ -81,18 +81,7 @@ def test_every_demo_is_checked_and_every_glued_number_exists(chapter):
     assert demonstration_problems(ROOT / f"{chapter}.md") == []
 
 
-HEADER = """\
----
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-"""
+HEADER = CHAPTER_HEADER
 
 GOOD = HEADER + textwrap.dedent("""\
     # A chapter
