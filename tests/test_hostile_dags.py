@@ -538,16 +538,19 @@ def test_add_of_a_folder_1500_levels_deep_and_back(tmp_path):
         folder = folder / "d"
         folder.mkdir()
     (folder / "f").write_bytes(b"at the bottom\n")
-    added = run("add", "-r", "-Q", top)
-    assert added.returncode == 0 and not added.stderr, added.stderr[-500:]
-    root = added.stdout.decode().strip()
-    inner = "/".join(["d"] * 1500)
-    assert run("cat", f"{root}/{inner}/f", "--offline").stdout == b"at the bottom\n"
-    saved = run("get", root, "-o", tmp_path / "out", "--offline", "-q")
-    assert saved.returncode == 0, saved.stderr[-500:]
-    assert (tmp_path / "out" / inner / "f").read_bytes() == b"at the bottom\n"
-    for tree in (top, tmp_path / "out"):  # pytest's clean-up of old runs recurses: not here
-        _remove_deep(tree)
+    try:
+        added = run("add", "-r", "-Q", top)
+        assert added.returncode == 0 and not added.stderr, added.stderr[-500:]
+        root = added.stdout.decode().strip()
+        inner = "/".join(["d"] * 1500)
+        assert run("cat", f"{root}/{inner}/f", "--offline").stdout == b"at the bottom\n"
+        saved = run("get", root, "-o", tmp_path / "out", "--offline", "-q")
+        assert saved.returncode == 0, saved.stderr[-500:]
+        assert (tmp_path / "out" / inner / "f").read_bytes() == b"at the bottom\n"
+    finally:  # pytest removes old temporary folders with a recursion this depth breaks
+        for tree in (top, tmp_path / "out"):
+            if tree.exists():
+                _remove_deep(tree)
 
 
 def _remove_deep(top: Path) -> None:
