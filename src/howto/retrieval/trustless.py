@@ -445,7 +445,8 @@ class GatewayBlocks:
                 ) from None
             except (http.client.HTTPException, OSError) as exc:
                 self._connections.drop(connection)
-                if kept and attempt == 1:  # a kept-alive connection the gateway had closed
+                if kept and attempt == 1:  # a kept-alive connection the gateway had closed:
+                    self._connections.close()  # so had the others (it restarted, say)
                     continue
                 if isinstance(exc, http.client.HTTPException):
                     problem = f"{self} broke off the reply for {what}"
