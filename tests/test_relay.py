@@ -86,3 +86,27 @@ def test_the_relay_says_what_it_carried_when_it_stops(server: str) -> None:
         done = near.stop()
     assert done["connections"] == 1 and done["bytes_down"] > 4
     assert done["latency_ms"] == pytest.approx(1.0)
+
+
+def test_connections_share_the_link_in_turns(server: str) -> None:
+    """A small reply does not wait behind a bulk transfer on another connection: the link
+    takes turns, and a connection queues only a little before the relay stops reading it."""
+    received = [0]
+    with relay(server, latency=0.005, bandwidth=16e6) as capped:  # /big takes ~0.5 s
+
+        def bulk() -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", capped.port, timeout=30)
+            connection.request("GET", "/big")
+            reply = connection.getresponse()
+            while piece := reply.read(64 * 1024):
+                received[0] += len(piece)
+
+        thread = threading.Thread(target=bulk)
+        thread.start()
+        while received[0] == 0:  # the bulk reply is under way
+            time.sleep(0.005)
+        assert _get(capped.port, "/ping") == b"pong"
+        seen = received[0]
+        thread.join(30)
+    assert received[0] == len(BODY)
+    assert seen < len(BODY) / 2  # the ping came back long before the bulk reply ended

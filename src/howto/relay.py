@@ -3,10 +3,10 @@
 Loopback answers in microseconds, so it hides what decides a real remote read: round
 trips.  ``relay(target)`` starts, in a process of its own, a relay on 127.0.0.1 that
 forwards every connection to ``target`` and delivers each byte ``latency`` seconds after
-it arrived (each way, so a round trip takes twice that), no faster than ``bandwidth``
-bytes per second in each direction (one link shared by all connections, as on a real
-network), in order.  Any HTTP client and server can talk through it unchanged.  No
-kernel traffic shaping is needed: it all happens in user space.
+it was sent (each way, so a round trip takes twice that), no faster than ``bandwidth``
+bytes per second in each direction (one link shared fairly by all connections, each with
+a bounded queue, as on a real network), in order.  Any HTTP client and server can talk
+through it unchanged.  No kernel traffic shaping is needed: it all happens in user space.
 
 ``python -m howto.relay HOST:PORT [--latency-ms 12.5] [--bandwidth-mb 100]`` runs one in
 the foreground; it prints its address, then what it relayed when it stops.
@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,23 +33,90 @@ DEFAULT_LATENCY = 0.0125
 DEFAULT_BANDWIDTH = 100e6
 #: Bytes read from a socket at a time; at 100 MB/s this is under a millisecond of sending.
 READ_BYTES = 64 * 1024
+#: Bytes one connection may have waiting for the link before the relay stops reading it
+#: (TCP then holds the sender back), like the per-flow queue of a router.
+QUEUE_BYTES = 256 * 1024
 
 
-@dataclass
 class Link:
-    """One direction of the relay: a queue every connection shares, with a rate and a delay."""
+    """One direction of the relay: a line of ``bandwidth`` bytes per second shared by all
+    connections, taking turns piece by piece (fair queuing, as modern routers do), each
+    piece arriving ``latency`` seconds after it was sent.  A connection waits for room
+    once ``QUEUE_BYTES`` of it are queued, so no bulk transfer can hide the others behind
+    a queue of its own making."""
 
-    latency: float
-    bandwidth: float
-    busy_until: float = 0.0  # when the link has finished sending what it was given
-    bytes: int = 0
+    def __init__(self, latency: float, bandwidth: float) -> None:
+        self.latency = latency
+        self.bandwidth = bandwidth
+        self.bytes = 0
+        self._turns: deque[_Flow] = deque()  # connections with bytes waiting, in turn
+        self._ready = asyncio.Event()
+        self._sending: asyncio.Task | None = None
 
-    def schedule(self, size: int, now: float) -> float:
-        """When ``size`` bytes arriving ``now`` reach the other end."""
-        start = max(now, self.busy_until)
-        self.busy_until = start + size / self.bandwidth
-        self.bytes += size
-        return self.busy_until + self.latency
+    def flow(self, writer: asyncio.StreamWriter) -> _Flow:
+        """A new connection's way over the link, delivering to ``writer``."""
+        if self._sending is None:
+            self._sending = asyncio.ensure_future(self._send())
+        return _Flow(self, writer)
+
+    def _wake(self, flow: _Flow) -> None:
+        if flow not in self._turns:
+            self._turns.append(flow)
+        self._ready.set()
+
+    async def _send(self) -> None:
+        loop = asyncio.get_running_loop()
+        free = loop.time()  # when the line has sent what it was given
+        while True:
+            while not self._turns:
+                self._ready.clear()
+                await self._ready.wait()
+            flow = self._turns.popleft()
+            data = flow.waiting.popleft()
+            flow.queued -= len(data)
+            free = max(free, loop.time()) + len(data) / self.bandwidth
+            self.bytes += len(data)
+            flow.arriving.put_nowait((free + self.latency, data))
+            flow.room.set()
+            if flow.waiting:
+                self._turns.append(flow)
+            if free - loop.time() > 0.002:  # keep no more than 2 ms of sending ahead
+                await asyncio.sleep(free - loop.time() - 0.001)
+
+
+class _Flow:
+    """One connection in one direction: its bytes queued for the link, then on the way."""
+
+    def __init__(self, link: Link, writer: asyncio.StreamWriter) -> None:
+        self.link = link
+        self.writer = writer
+        self.waiting: deque[bytes] = deque()
+        self.queued = 0
+        self.room = asyncio.Event()
+        self.arriving: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def put(self, data: bytes) -> None:
+        """Queue ``data`` (``b""``: the connection closes) once there is room for it."""
+        while self.queued >= QUEUE_BYTES:
+            self.room.clear()
+            await self.room.wait()
+        self.waiting.append(data)
+        self.queued += len(data)
+        self.link._wake(self)
+
+    async def deliver(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due, data = await self.arriving.get()
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if not data:
+                break
+            self.writer.write(data)
+            await self.writer.drain()
+        if self.writer.can_write_eof():
+            self.writer.write_eof()
 
 
 @dataclass
@@ -70,30 +138,15 @@ class _Counts:
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link) -> None:
-    """Copy ``reader`` to ``writer``, each piece delivered when ``link`` says it arrives."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-    async def deliver() -> None:
-        while True:
-            due, data = await queue.get()
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-
-    sender = asyncio.create_task(deliver())
+    """Copy ``reader`` to ``writer`` over ``link``, in order; the close travels too."""
+    flow = link.flow(writer)
+    sender = asyncio.create_task(flow.deliver())
     try:
         while data := await reader.read(READ_BYTES):
-            queue.put_nowait((link.schedule(len(data), loop.time()), data))
+            await flow.put(data)
     except ConnectionError:
         pass
-    queue.put_nowait((link.busy_until + link.latency, b""))  # the close travels too
+    await flow.put(b"")
     try:
         await sender
     except ConnectionError:
