@@ -99,6 +99,12 @@ def book_is_fresh() -> bool:
     return all(f.stat().st_mtime <= built for f in book_inputs())
 
 
+#: Chapters that keep to one idea: two or three checkpoints along the main line instead of
+#: a final exercise, and after the summary an "In depth" part that a first reading skips.
+ONE_IDEA_CHAPTERS = ["04_cids", "07_pinned_catalogs", "10_cloud_buckets"]
+#: The heading that opens that part.
+IN_DEPTH = "## In depth"
+
 #: The jupytext header every chapter starts with (MyST notebook, Python 3 kernel), for
 #: tests that write chapters of their own.
 CHAPTER_HEADER = """\

@@ -29,6 +29,8 @@ from book_tools import (
     CHAPTER_HEADER,
     EXECUTED,
     HTML,
+    IN_DEPTH,
+    ONE_IDEA_CHAPTERS,
     ROOT,
     STAMP,
     build_command,
@@ -336,6 +338,10 @@ def test_link_check_finds_broken_links(tmp_path):
 
 
 # --- every chapter teaches the same way: goals first, an exercise, a summary, what next ----
+#
+# The chapters that keep to one idea (ONE_IDEA_CHAPTERS) put checkpoints along the main line
+# instead of a final exercise, and end with an "In depth" part after "What comes next";
+# an optional exercise there has a hidden solution like any other.
 
 GOALS_BOX = re.compile(
     r":::\{admonition\} In this chapter\n:class: chapter-goals\n(.*?)\n:::\n", re.S
@@ -369,12 +375,17 @@ def apparatus_problems(md: Path) -> list[str]:
     if not re.search(r"\*\*Time to learn:\*\* about \d+ minutes", goals):
         problems.append("no time to learn")
     sections = re.findall(r"^## (.+)$", text, re.M)
-    tail = [s for s in sections if s in ("Exercise", "Summary", "What comes next")]
-    if tail != ["Exercise", "Summary", "What comes next"] or sections[-1] != "What comes next":
-        problems.append(f"sections should end Exercise, Summary, What comes next: {sections}")
-    exercise = text[text.find("\n## Exercise\n") : text.find("\n## Summary\n")]
-    if ":class: exercise" not in exercise:
-        problems.append("no exercise box")
+    if md.stem in ONE_IDEA_CHAPTERS:
+        problems += in_depth_problems(text, sections)
+        # an exercise is optional here, at the end of the in-depth part
+        exercise = text[text.find(f"\n{IN_DEPTH}\n") :] if f"\n{IN_DEPTH}\n" in text else ""
+    else:
+        tail = [s for s in sections if s in ("Exercise", "Summary", "What comes next")]
+        if tail != ["Exercise", "Summary", "What comes next"] or sections[-1] != "What comes next":
+            problems.append(f"sections should end Exercise, Summary, What comes next: {sections}")
+        exercise = text[text.find("\n## Exercise\n") : text.find("\n## Summary\n")]
+        if ":class: exercise" not in exercise:
+            problems.append("no exercise box")
     cells = jupytext.reads(exercise, fmt="md:myst").cells
     solutions = [
         c
@@ -383,7 +394,7 @@ def apparatus_problems(md: Path) -> list[str]:
         and "hide-cell" in c.metadata.get("tags", [])
         and "assert " in c.source
     ]
-    if not solutions:
+    if ":class: exercise" in exercise and not solutions:
         problems.append("no hidden solution that asserts its result")
     for cell in jupytext.reads(text, fmt="md:myst").cells:
         if cell.cell_type == "code" and "plt.show()" in cell.source:
@@ -392,12 +403,49 @@ def apparatus_problems(md: Path) -> list[str]:
     return problems
 
 
+def in_depth_problems(text: str, sections: list[str]) -> list[str]:
+    """What is wrong with the layout of a one-idea chapter (its ``## `` sections given)."""
+    problems = []
+    end = ["Summary", "What comes next", IN_DEPTH.removeprefix("## ")]
+    if sections[-3:] != end or sections.count(end[-1]) != 1:
+        problems.append(f"sections should end Summary, What comes next, In depth: {sections}")
+    if "Exercise" in sections:
+        problems.append(
+            "a final exercise on the main line: make it a checkpoint, or put it "
+            "at the end of the in-depth part"
+        )
+    start = text.find(f"\n{IN_DEPTH}\n")
+    if start < 0:
+        return problems + ["no in-depth part"]
+    part = text[start + len(IN_DEPTH) + 2 :].lstrip("\n")
+    opening = part.split("\n\n", 1)[0]
+    says_skip = re.search(r"\bskip", opening, re.I) and "first reading" in opening
+    if opening.startswith(("#", ":::", "```", "(")) or not says_skip:
+        problems.append(
+            "the in-depth part does not open with a sentence saying a first reading can skip it"
+        )
+    if not re.search(r"^### \S", part, re.M):
+        problems.append("the in-depth part has no ### sections")
+    return problems
+
+
 @pytest.mark.parametrize("chapter", NOTEBOOK_CHAPTERS)
 def test_chapter_has_goals_exercise_summary_and_next(chapter):
     assert apparatus_problems(ROOT / f"{chapter}.md") == []
 
 
-@pytest.mark.parametrize("chapter", NOTEBOOK_CHAPTERS)
+EXERCISE_CHAPTERS = [
+    c for c in NOTEBOOK_CHAPTERS if ":class: exercise" in (ROOT / f"{c}.md").read_text()
+]
+
+
+def test_every_chapter_but_the_one_idea_chapters_has_an_exercise():
+    assert set(NOTEBOOK_CHAPTERS) - set(EXERCISE_CHAPTERS) <= {
+        f"book/{c}" for c in ONE_IDEA_CHAPTERS
+    }
+
+
+@pytest.mark.parametrize("chapter", EXERCISE_CHAPTERS)
 def test_exercise_solution_is_folded_and_was_run(book, chapter):
     """The solution is behind a toggle on the page, and the build executed it."""
     page = (book / f"{chapter}.html").read_text()
@@ -440,6 +488,40 @@ def test_apparatus_check_finds_what_is_missing(tmp_path):
         md = tmp_path / "03_castore.md"
         md.write_text(text)
         assert any(expected in p for p in apparatus_problems(md)), expected
+
+
+def test_in_depth_check_finds_a_broken_layout(tmp_path):
+    """Chapter 4 passes; each way of breaking its main line and in-depth part is caught."""
+    good = (BOOK / "04_cids.md").read_text()
+    assert apparatus_problems(BOOK / "04_cids.md") == []
+    summary = good.index("\n## Summary\n")
+    in_depth = good.index(f"\n{IN_DEPTH}\n")
+    skip_line = good[in_depth:].split("\n\n")[1]
+    cases = {
+        # the in-depth part before the summary, or missing
+        "should end Summary, What comes next, In depth": good[:summary]
+        + good[in_depth:]
+        + good[summary:in_depth],
+        "no in-depth part": good.replace(f"\n{IN_DEPTH}\n", "\n### In depth\n"),
+        # a final exercise back on the main line
+        "a final exercise on the main line": good.replace(
+            "\n## Summary\n", "\n## Exercise\n\nDo it.\n\n## Summary\n"
+        ),
+        "a first reading can skip it": good.replace(skip_line, "More below."),
+        "no ### sections": good[:in_depth] + good[in_depth:].replace("\n### ", "\n#### "),
+        "no hidden solution": good[:in_depth]
+        + good[in_depth:].replace("tags: [hide-cell]", "tags: []"),
+    }
+    for expected, text in cases.items():
+        assert text != good, expected
+        md = tmp_path / "04_cids.md"
+        md.write_text(text)
+        problems = apparatus_problems(md)
+        assert any(expected in p for p in problems), (expected, problems)
+    # the same layout in a chapter that is not one of them is refused: it wants an exercise
+    md = tmp_path / "03_castore.md"
+    md.write_text(good.replace("(03_castore.md)", "(02_hash_functions.md)"))
+    assert any("should end Exercise" in p for p in apparatus_problems(md))
 
 
 # --- the chapters use public APIs only ---------------------------------------------------

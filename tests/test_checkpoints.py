@@ -2,8 +2,9 @@
 
 A checkpoint is an admonition titled ``Checkpoint: ...`` with the class ``checkpoint``. The
 next code cell is its answer: folded on the page (tag ``hide-cell``) and holding an
-``assert``, so the build fails when the answer stops being true. The chapters that the
-reading path asks to keep to one idea carry two or three checkpoints each.
+``assert``, so the build fails when the answer stops being true. The chapters that keep
+to one idea carry two or three checkpoints each, all on the main line: none of them in the
+"In depth" part after the summary, which a first reading skips.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from pathlib import Path
 
 import jupytext
 import pytest
-from book_tools import BOOK, CHAPTER_HEADER
+from book_tools import BOOK, CHAPTER_HEADER, IN_DEPTH, ONE_IDEA_CHAPTERS
 
-WITH_CHECKPOINTS = ["04_cids", "07_pinned_catalogs", "10_cloud_buckets"]
 CHECKPOINT = re.compile(r"^:::\{admonition\} Checkpoint: .+\n:class: checkpoint$", re.M)
 
 
@@ -29,15 +29,20 @@ def _asserts(source: str) -> bool:
 
 
 def checkpoints(md: Path) -> tuple[int, list[str]]:
-    """How many checkpoints a chapter has, and what is wrong with them."""
+    """How many checkpoints a chapter's main line has, and what is wrong with them."""
     cells = jupytext.read(md).cells
-    count, problems = 0, []
+    in_depth_heading = re.compile(rf"^{re.escape(IN_DEPTH)}$", re.M)
+    count, problems, in_depth = 0, [], False
     for i, cell in enumerate(cells):
         if cell.cell_type != "markdown":
             continue
+        heading = in_depth_heading.search(cell.source)
         for match in CHECKPOINT.finditer(cell.source):
-            count += 1
             title = match.group(0).splitlines()[0]
+            if in_depth or (heading and heading.start() < match.start()):
+                problems.append(f"{title}: in the in-depth part, not on the main line")
+            else:
+                count += 1
             # the answer is the first cell after the one that holds the question
             answer = cells[i + 1] if i + 1 < len(cells) else None
             if answer is None or answer.cell_type != "code":
@@ -46,10 +51,11 @@ def checkpoints(md: Path) -> tuple[int, list[str]]:
                 problems.append(f"{title}: the answer is not folded (hide-cell)")
             elif not _asserts(answer.source):
                 problems.append(f"{title}: the answer checks nothing (no assert)")
+        in_depth = in_depth or heading is not None
     return count, problems
 
 
-@pytest.mark.parametrize("chapter", WITH_CHECKPOINTS)
+@pytest.mark.parametrize("chapter", ONE_IDEA_CHAPTERS)
 def test_chapter_has_two_or_three_checked_checkpoints(chapter):
     count, problems = checkpoints(BOOK / f"{chapter}.md")
     assert problems == []
@@ -98,3 +104,29 @@ def test_checkpoint_check_finds_what_is_missing(tmp_path, old, new, expected):
         assert problems == []
     else:
         assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_a_checkpoint_in_the_in_depth_part_does_not_count(tmp_path):
+    md = tmp_path / "chapter.md"
+    in_depth = "\n## In depth\n\nThis part can be skipped on a first reading.\n\n### More\n"
+    md.write_text(QUESTION.replace("\n:::{admonition}", in_depth + "\n:::{admonition}"))
+    count, problems = checkpoints(md)
+    assert count == 0
+    assert len(problems) == 1 and "in the in-depth part" in problems[0], problems
+    # the same heading in the cell after the question leaves the checkpoint on the main line
+    md.write_text(QUESTION + in_depth)
+    assert checkpoints(md) == (1, [])
+
+
+def test_a_checkpoint_after_the_in_depth_heading_is_found(tmp_path):
+    """Chapter 4 with its in-depth part starting just before its last checkpoint."""
+    text = (BOOK / "04_cids.md").read_text()
+    count, problems = checkpoints(BOOK / "04_cids.md")
+    assert 2 <= count <= 3 and problems == []
+    last = text.rindex(":::{admonition} Checkpoint:")
+    rest = text[last:].replace(f"\n{IN_DEPTH}\n", "\n### Later\n", 1)
+    md = tmp_path / "04_cids.md"
+    md.write_text(text[:last] + f"{IN_DEPTH}\n\nSkip it on a first reading.\n\n" + rest)
+    count_after, problems_after = checkpoints(md)
+    assert count_after == count - 1
+    assert len(problems_after) == 1 and "in the in-depth part" in problems_after[0]
