@@ -13,6 +13,7 @@ import http.client
 import logging
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -122,6 +123,7 @@ def test_blocks_held_ahead_stay_within_the_bound_and_are_taken_once() -> None:
             return bytes(cid)
 
         ahead.start(ahead.plan(b"dir", "0.0", lambda: listed), fetch)
+        await asyncio.sleep(0)  # the fetches begin
         assert ahead.held_bytes == 50
         task = ahead.take(_cid_of(listed[1]))
         assert await task == listed[1].cid and ahead.take(_cid_of(listed[1])) is None
@@ -138,6 +140,64 @@ def test_blocks_held_ahead_stay_within_the_bound_and_are_taken_once() -> None:
 
 def _cid_of(sibling: Sibling) -> CID:
     return CID.decode(sibling.cid)
+
+
+def test_fetches_ahead_take_turns_in_their_lanes_and_a_reader_does_not_wait_behind_them():
+    async def run() -> None:
+        ahead = ReadAhead(first_bytes=100, most_bytes=1000, lanes=2)
+        listed = siblings(20, 10)
+        running, most = [0], [0]
+        release = asyncio.Event()
+
+        async def fetch(cid):
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            await release.wait()
+            running[0] -= 1
+            return bytes(cid)
+
+        ahead.start(ahead.plan(b"dir", "0.0", lambda: listed), fetch)  # 0.1 to 0.10
+        await asyncio.sleep(0.01)
+        assert running[0] == 2  # the other eight wait for a lane
+        assert ahead.take(_cid_of(listed[9])) is None  # not begun: the reader asks at once
+        begun = ahead.take(_cid_of(listed[1]))
+        release.set()
+        assert await begun == listed[1].cid
+        await asyncio.sleep(0.01)
+        assert most[0] == 2 and ahead.stats.fetched == 10
+
+    asyncio.run(run())
+
+
+def test_files_a_car_brings_early_wait_on_disk_and_are_checked_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    contents = [bytes([i]) * 100 for i in range(20)]
+    listed = [Sibling(f"0.{i}", cid_bytes(c, RAW, 1), 100) for i, c in enumerate(contents)]
+
+    async def car():  # the files in the reverse of the reader's order
+        for sibling, content in reversed(list(zip(listed, contents, strict=True))):
+            yield sibling.cid, content
+            await asyncio.sleep(0)
+
+    async def run() -> None:
+        ahead = ReadAhead(first_bytes=100, most_bytes=400)  # 200 bytes of a CAR in memory
+        ahead.plan(b"dir", "0.0", lambda: listed)  # 0.0 is read
+        ahead.stream(b"dir", car())
+        first = ahead.take(_cid_of(listed[1]))  # the reader waits for what comes last
+        assert await first == contents[1]
+        assert ahead.stats.streamed == 18 and ahead.stats.spilled == 16
+        assert ahead.held_bytes <= 200
+        (folder,) = tmp_path.glob("howto-ahead-*")
+        assert len(list(folder.iterdir())) == 16
+        assert await ahead.take(_cid_of(listed[5])) == contents[5]  # from disk, checked
+        changed = folder / listed[6].cid.hex()
+        changed.write_bytes(b"\x00" * 100)
+        assert ahead.take(_cid_of(listed[6])) is None  # refused: the reader asks anew
+        assert ahead.stats.failed == 1
+        ahead.trim(0)
+        assert not folder.exists()
+
+    asyncio.run(run())
 
 
 def test_no_read_ahead_when_turned_off() -> None:
@@ -166,6 +226,19 @@ def test_a_whole_array_through_the_relay_is_exact_and_fetched_mostly_ahead(array
     ahead = store.fs.read_ahead
     assert ahead.stats.used > CHUNKS // 2 and ahead.stats.failed == 0
     assert ahead.held_bytes <= ahead.most_bytes
+
+
+def test_a_car_in_another_order_than_the_reader_moves_each_chunk_about_once(array, gateway):
+    """The directory's CAR brings chunk keys in byte order (0, 1, 10, 100, ...), zarr reads
+    them in numbers' order: what comes early waits on disk rather than coming twice."""
+    with relay(gateway, latency=0.002, bandwidth=1e9) as far:
+        store = zarr_store(far.url, array.root, read_ahead=4)  # 2 MiB of a CAR in memory
+        values = zarr.open_group(store, mode="r", zarr_format=2)["v"][:]
+        moved = far.counts()["bytes_down"]
+    assert np.array_equal(values, array.dataset.v.values)
+    stats = store.fs.read_ahead.stats
+    assert stats.spilled > 0 and stats.failed == 0 and stats.dropped == 0
+    assert moved < 1.3 * CHUNKS * array.chunk_bytes
 
 
 def test_read_ahead_can_be_turned_off(array, gateway) -> None:

@@ -108,7 +108,8 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
         self._sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
         #: Siblings of remote chunks fetched ahead (``read_ahead`` MiB at most; 0: none).
         self.read_ahead = ReadAhead(
-            most_bytes=default_read_ahead() if read_ahead is None else int(read_ahead * (1 << 20))
+            most_bytes=default_read_ahead() if read_ahead is None else int(read_ahead * (1 << 20)),
+            lanes=max(1, default_connections() - 2),  # two connections stay free for readers
         )
         weakref.finalize(self, _close_sessions, self._sessions)
         weakref.finalize(self, self.read_ahead.let_go_soon)

@@ -15,8 +15,18 @@ other side.  Each read next to what was fetched ahead doubles the window, up to
 ``most_bytes``; a read elsewhere in the directory starts again from ``first_bytes``.
 A reader that wants one chunk pays at most ``first_bytes`` for the others.  Blocks
 fetched ahead and not yet used, with those still on their way, never exceed
-``most_bytes`` for one ``ReadAhead`` (one per file system): the oldest unused ones are let
-go first.
+``most_bytes`` of memory for one ``ReadAhead`` (one per file system): the oldest unused
+ones are let go first.  Fetches ahead use at most ``lanes`` connections and wait for a
+free one in turn; a reader that asks for a block whose fetch ahead has not begun yet
+fetches it at once itself, so reading ahead never delays what a reader waits for.
+
+Once the reader has kept reading next to what it read (the window has doubled), the
+rest of the directory comes as one CAR (``dag-scope=all``): one stream at the speed of
+the line, not a round trip per chunk.  A CAR brings a directory's files in the order of
+their names as bytes (``0.10`` before ``0.2``, ``10.0`` before ``2.0``), which is seldom
+the reader's, so a file that comes before its reader wants it, beyond half of
+``most_bytes`` held in memory, waits in a temporary folder (at most ``spill_bytes``,
+deleted with the file system; read back, it is checked against its CID once more).
 """
 
 from __future__ import annotations
@@ -24,18 +34,24 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
+import tempfile
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from multiformats import CID
 
-from ..errors import HowtoError
+from ..errors import HowtoError, IntegrityError
+from ..formats.cids import verify_raw
 
 __all__ = [
     "FIRST_BYTES",
+    "LANES",
     "UnavailableAhead",
     "MOST_BYTES",
+    "SPILL_BYTES",
     "ReadAheadStats",
     "ReadAhead",
     "Sibling",
@@ -47,8 +63,12 @@ __all__ = [
 FIRST_BYTES = 1 << 20
 #: The most fetched ahead (held and on the way) per file system.
 MOST_BYTES = 32 << 20
+#: The most held on disk per file system: files a directory's CAR brought early.
+SPILL_BYTES = 4 << 30
+#: Connections that fetches ahead may use at once (the others stay free for readers).
+LANES = 6
 #: A directory's CAR is asked for once the window has grown to this many first windows.
-STREAM_AFTER = 4
+STREAM_AFTER = 2
 #: A directory's CAR that finds no room for this long (its reader went elsewhere) stops.
 STALL_SECONDS = 30.0
 
@@ -102,6 +122,7 @@ class UnavailableAhead(HowtoError):
 class ReadAheadStats:
     fetched: int = 0  # blocks fetched ahead one by one
     streamed: int = 0  # blocks kept from directory CARs
+    spilled: int = 0  # of which kept on disk
     used: int = 0  # of which a reader then asked for
     dropped: int = 0  # let go unused, to stay within the bound
     failed: int = 0  # whose fetch failed (the reader then asks the usual way)
@@ -114,6 +135,8 @@ class ReadAhead:
 
     first_bytes: int = FIRST_BYTES
     most_bytes: int = MOST_BYTES
+    lanes: int = LANES
+    spill_bytes: int = SPILL_BYTES
     stats: ReadAheadStats = field(default_factory=ReadAheadStats)
 
     def __post_init__(self) -> None:
@@ -125,6 +148,10 @@ class ReadAhead:
         self._room = asyncio.Event()  # set when a block received in a CAR is used
         self._coming: dict[bytes, _Stream] = {}  # files a directory's CAR has still to bring
         self._loop: asyncio.AbstractEventLoop | None = None  # where the fetches run
+        self._lanes: asyncio.Semaphore | None = None
+        self._begun: set[bytes] = set()  # fetches ahead that have a connection
+        self._spill = _Spill()
+        weakref.finalize(self, self._spill.remove)
 
     @property
     def enabled(self) -> bool:
@@ -159,8 +186,6 @@ class ReadAhead:
         budget = min(state.window - self._held, room)
         wanted: list[Sibling] = []
         for down in (downward, not downward):  # the way the reader goes first
-            if state.streaming and not down:
-                continue  # the directory's CAR brings what lies forward
             while True:
                 step = state.lo - 1 if down else state.hi + 1
                 if not 0 <= step < len(state.order):
@@ -183,12 +208,22 @@ class ReadAhead:
         """Fetch ``siblings`` in the background (on the running event loop)."""
         for sibling in siblings:
             self._loop = asyncio.get_running_loop()
-            task = asyncio.ensure_future(fetch(CID.decode(sibling.cid)))
+            if self._lanes is None:
+                self._lanes = asyncio.Semaphore(max(1, self.lanes))
+            task = asyncio.ensure_future(self._in_lane(sibling.cid, fetch))
             task.add_done_callback(self._settled)
             self._ahead[sibling.cid] = (task, sibling.size, False)
             self._held += sibling.size
             self.stats.fetched += 1
             self.stats.bytes += sibling.size
+
+    async def _in_lane(self, cid: bytes, fetch: Callable[[CID], Awaitable[bytes]]) -> bytes:
+        async with self._lanes:
+            self._begun.add(cid)
+            try:
+                return await fetch(CID.decode(cid))
+            finally:
+                self._begun.discard(cid)
 
     def _settled(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -206,8 +241,21 @@ class ReadAhead:
         entry = self._ahead.pop(key, None)
         if entry is not None:
             self._forget(entry)
+            if not entry[2] and not entry[0].done() and key not in self._begun:
+                entry[0].cancel()  # still waiting for a lane: the reader asks at once
+                return None
             self.stats.used += 1
             return entry[0]
+        if key in self._spill:
+            try:
+                data = self._spill.take(key)
+            except (OSError, IntegrityError):  # changed or gone on disk: the reader asks anew
+                self.stats.failed += 1
+                return None
+            self.stats.used += 1
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(data)
+            return done
         stream = self._coming.get(key)
         if stream is None:
             return None
@@ -224,10 +272,9 @@ class ReadAhead:
 
     def should_stream(self, directory: CID) -> bool:
         """Whether to ask for the whole directory as one CAR now: once per directory, when
-        the reader has kept reading in it (its window has doubled twice) going forwards, the
-        order in which a CAR brings the files."""
+        the reader has kept reading in it (its window has doubled), in either direction."""
         state = self._directories.get(bytes(directory))
-        if state is None or state.streaming or state.downward:
+        if state is None or state.streaming:
             return False
         if state.window < STREAM_AFTER * self.first_bytes:
             return False
@@ -248,6 +295,11 @@ class ReadAhead:
         state = self._directories[bytes(directory)]
         self._loop = asyncio.get_running_loop()
         stream = _Stream()
+        for key, entry in list(self._ahead.items()):  # not begun yet: the CAR brings them
+            if not entry[2] and not entry[0].done() and key not in self._begun:
+                del self._ahead[key]
+                entry[0].cancel()
+                self._forget(entry)
         for position, sibling in enumerate(state.order):
             if position not in state.read and sibling.cid not in self._ahead:
                 self._coming[sibling.cid] = stream
@@ -272,7 +324,14 @@ class ReadAhead:
                     self._room.clear()
                     await asyncio.wait_for(self._room.wait(), STALL_SECONDS)
                 if self._streamed + len(data) > self.most_bytes // 2:
-                    self.stats.dropped += 1  # no room, and a reader waits further on
+                    # no room in memory, and a reader is further on: keep it on disk
+                    if self._spill.bytes + len(data) <= self.spill_bytes:
+                        await asyncio.to_thread(self._spill.put, cid, data)
+                        self.stats.spilled += 1
+                        self.stats.streamed += 1
+                        self.stats.bytes += len(data)
+                    else:
+                        self.stats.dropped += 1
                     continue
                 done = loop.create_future()
                 done.set_result(data)
@@ -299,6 +358,8 @@ class ReadAhead:
         """Let the oldest unused blocks go while more than ``most`` (default
         ``most_bytes``) are held; those still on their way are called off."""
         most = self.most_bytes if most is None else most
+        if most == 0:
+            self._spill.remove()
         while self._held + self._streamed > most and self._ahead:
             _, entry = self._ahead.popitem(last=False)
             entry[0].cancel()
@@ -319,3 +380,41 @@ class ReadAhead:
     def held_bytes(self) -> int:
         """Bytes fetched ahead (or on their way) that no reader has asked for yet."""
         return self._held + self._streamed
+
+
+class _Spill:
+    """Files a directory's CAR brought before their reader wanted them, with no room left
+    in memory: one file each in a temporary folder, made on first use."""
+
+    def __init__(self) -> None:
+        self.folder: str | None = None
+        self.sizes: dict[bytes, int] = {}
+        self.bytes = 0
+
+    def __contains__(self, cid: bytes) -> bool:
+        return cid in self.sizes
+
+    def put(self, cid: bytes, data: bytes) -> None:
+        if self.folder is None:
+            self.folder = tempfile.mkdtemp(prefix="howto-ahead-")
+        with open(os.path.join(self.folder, cid.hex()), "wb") as f:
+            f.write(data)
+        self.sizes[cid] = len(data)
+        self.bytes += len(data)
+
+    def take(self, cid: bytes) -> bytes:
+        """The file's bytes, checked against ``cid`` again (they were on disk), and gone."""
+        path = os.path.join(self.folder, cid.hex())
+        self.bytes -= self.sizes.pop(cid)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        finally:
+            os.remove(path)
+        verify_raw(cid, data)
+        return data
+
+    def remove(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder, self.sizes, self.bytes = None, {}, 0
