@@ -32,7 +32,7 @@ from howto.formats.cids import RAW, cid_bytes
 from howto.fs import VerifiedIPFSFileSystem
 from howto.gateway import serve
 from howto.relay import relay
-from howto.retrieval.readahead import ReadAhead, Sibling, chunk_order
+from howto.retrieval.readahead import ReadAhead, Sibling, UnavailableAhead, chunk_order
 from howto.retrieval.sources import default_chain
 from howto.retrieval.trustless import GatewayBlocks, retry_after
 from howto.unixfs.add import add
@@ -192,7 +192,8 @@ def test_files_a_car_brings_early_wait_on_disk_and_are_checked_again(tmp_path, m
         assert await ahead.take(_cid_of(listed[5])) == contents[5]  # from disk, checked
         changed = folder / listed[6].cid.hex()
         changed.write_bytes(b"\x00" * 100)
-        assert ahead.take(_cid_of(listed[6])) is None  # refused: the reader asks anew
+        with pytest.raises(UnavailableAhead):  # refused: the reader asks anew
+            await ahead.take(_cid_of(listed[6]))
         assert ahead.stats.failed == 1
         ahead.trim(0)
         assert not folder.exists()

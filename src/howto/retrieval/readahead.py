@@ -176,6 +176,8 @@ class ReadAhead:
         if position is None:
             return []
         state.read.add(position)
+        if state.streaming:
+            return []  # the directory's CAR brings the rest
         if state.window and state.lo - 1 <= position <= state.hi + 1:
             state.window = min(state.window * 2, self.most_bytes)  # it goes on: ask more
         else:  # the first read here, or a jump: start again around it
@@ -247,15 +249,14 @@ class ReadAhead:
             self.stats.used += 1
             return entry[0]
         if key in self._spill:
-            try:
-                data = self._spill.take(key)
+            self.stats.used += 1
+            read_back = asyncio.get_running_loop().create_future()
+            try:  # here: a thread hop costs more than reading and hashing one file
+                read_back.set_result(self._spill.take(key))
             except (OSError, IntegrityError):  # changed or gone on disk: the reader asks anew
                 self.stats.failed += 1
-                return None
-            self.stats.used += 1
-            done = asyncio.get_running_loop().create_future()
-            done.set_result(data)
-            return done
+                read_back.set_exception(UnavailableAhead("a file kept on disk came back changed"))
+            return read_back
         stream = self._coming.get(key)
         if stream is None:
             return None
