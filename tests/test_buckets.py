@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 import urllib.request
 import uuid
 from pathlib import Path
@@ -26,10 +27,10 @@ import xarray as xr
 from howto.blocks.bucket import BucketRepo, StorageError, open_repo
 from howto.blocks.bundled import bundled_car_files
 from howto.blocks.chain import CarBlocks, Chain
-from howto.blocks.repo import Repo, block_key
+from howto.blocks.repo import MAX_STORED_BYTES, Repo, block_key
 from howto.errors import IntegrityError, NotFoundError
 from howto.formats.car import write_car
-from howto.formats.cids import multihash_of, raw_cid, to_cid
+from howto.formats.cids import cid_bytes, multihash_of, raw_cid, to_cid
 from howto.fs import enable, filesystem
 from howto.retrieval.reader import DagReader
 from howto.s3server import local_s3
@@ -249,6 +250,31 @@ def test_an_overwritten_object_is_refused_never_returned(tmp_path, s3env, bucket
     result = run("--offline", "cat", cid)
     assert b"celsius" not in result.stdout
     assert "damaged block" in run("repo", "verify").stderr.decode()
+
+
+def test_a_huge_object_under_a_block_key_is_refused_unread(tmp_path, s3env, bucket):
+    """200 MB where a block belongs is damage: refused after reading the most a block can
+    be (``MAX_STORED_BYTES``), never read whole, in a bucket and in a folder alike."""
+    data = b"one small block\n"
+    cid = cid_bytes(data, 0x55, 1)
+    repo = BucketRepo(f"s3://{bucket}/repo")
+    repo.put(cid, data)
+    path = repo.object_path(block_key(multihash_of(cid)))
+    s3env.filesystem().pipe_file(path, bytes(200_000_000))
+    tracemalloc.start()
+    try:
+        with pytest.raises(IntegrityError, match="more than any block"):
+            repo.get(cid)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < MAX_STORED_BYTES * 3 < 200_000_000  # what was read, not the object
+    folder = Repo(tmp_path / "repo")
+    folder.put(cid, data)
+    with open(folder.block_path(block_key(multihash_of(cid))), "r+b") as f:
+        f.truncate(1 << 40)  # a sparse terabyte: reading it whole would never end
+    with pytest.raises(IntegrityError, match="more than any block"):
+        folder.get(cid)
 
 
 def test_a_failed_transaction_leaves_no_object(s3env, bucket, monkeypatch):

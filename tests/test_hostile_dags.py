@@ -413,6 +413,27 @@ def test_a_huge_identity_cid_is_not_echoed(tmp_path):
     car.write_bytes(encode_header([root]) + varint(len(huge) + 3) + huge + b"abc")
     err = fails("dag", "import", car)
     assert len(err) < 600 and "262144" in err, err[:300]
+    err = fails("serve", "--car", car, "--port", "0")  # refused before it serves
+    assert len(err) < 600 and "262144" in err, err[:300]
+
+
+def test_a_car_naming_20000_roots_is_imported_and_each_root_said_once(tmp_path):
+    """The CARv1 spec sets no limit on roots, and kubo imports such a CAR; it must not
+    take time out of proportion (it took 14 s here, mostly making CID objects)."""
+    from howto.formats.car import encode_header, encode_section
+
+    blocks = [b"root %d\n" % i for i in range(20_000)]
+    raws = [cid_bytes(b, RAW, 1) for b in blocks]
+    car = tmp_path / "roots.car"
+    with open(car, "wb") as f:
+        f.write(encode_header([CID.decode(r) for r in raws]))
+        for raw, data in zip(raws, blocks, strict=True):
+            f.write(encode_section(raw, data))
+    result = run("dag", "import", car)
+    assert result.returncode == 0, result.stderr[-300:]
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 20_000 == len(set(lines))
+    assert lines[0] == f"imported root {to_cid(raws[0])} (DAG complete)"
 
 
 def test_a_long_entity_bytes_is_not_echoed():

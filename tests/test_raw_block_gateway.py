@@ -25,8 +25,17 @@ import howto
 from howto.blocks.chain import Chain
 from howto.blocks.repo import Repo
 from howto.errors import IntegrityError, PathNotFoundError
+from howto.formats.car import encode_header, encode_section
 from howto.formats.cids import cid_bytes, to_cid
-from howto.formats.dagpb import PBLink, PBNode, encode_node
+from howto.formats.dagpb import (
+    PBLink,
+    PBNode,
+    UnixFSData,
+    UnixFSType,
+    encode_node,
+    encode_unixfs,
+    varint,
+)
 from howto.fs import VerifiedIPFSFileSystem
 from howto.retrieval.reader import DagReader
 from howto.retrieval.trustless import GatewayBlocks, Received
@@ -279,3 +288,24 @@ def test_an_error_names_the_gateway_once(far, tmp_path, car):
             b"".join(reader.read(made["root"], "big.bin"))
         message = str(info.value)
         assert message.count(server.url) == 1, message
+
+
+def test_a_huge_identity_cid_from_a_gateway_is_one_short_line(tmp_path, no_configured_gateway):
+    """A gateway hands out a directory whose link is a 256 KiB identity CID (over the
+    128-byte limit), as a CAR and as a raw block: refused at once, in one short line."""
+    huge = b"\x01\x55\x00" + varint(256 * 1024) + b"x" * (256 * 1024)
+    node = encode_node(
+        PBNode([PBLink(huge, "big", 1)], encode_unixfs(UnixFSData(UnixFSType.DIRECTORY)))
+    )
+    raw = cid_bytes(node, DAG_PB, 1)
+    repo = Repo(tmp_path / "far")
+    repo.put(raw, node)
+    root = to_cid(raw)
+    car = encode_header([root]) + encode_section(raw, node)
+    for served in ({"car": car}, {}):  # a CAR for every path, or raw blocks only
+        with blocks_only(repo, **served) as gateway:
+            for command in (("cat", f"{root}/big"), ("ls", root)):
+                result = cli(gateway.url, *command)
+                err = result.stderr.decode()
+                assert result.returncode != 0 and len(err.splitlines()) == 1, err[:300]
+                assert len(err) < 600 and "identity CID of 262144 bytes" in err, err[:300]

@@ -136,13 +136,15 @@ def _cmd_cat(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
+    from .formats.cids import cid_text
+
     cid, path = _target(args)
     for entry in _reader(args).entries(cid, path):  # printed as they come
         name = printable(entry.name)  # a name from the DAG may hold terminal escapes
         if entry.kind == "directory":
-            print(f"{entry.cid} - {name}/")
+            print(f"{cid_text(entry.raw)} - {name}/")
         else:
-            print(f"{entry.cid} {entry.size} {name}")
+            print(f"{cid_text(entry.raw)} {entry.size} {name}")
     return 0
 
 
@@ -177,6 +179,7 @@ def _cmd_dag_import(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
     from .blocks.bucket import open_repo
+    from .formats.cids import cid_text
     from .retrieval.transfer import import_cars
 
     with ExitStack() as files:  # one transaction for all: a root may span several CARs
@@ -184,7 +187,7 @@ def _cmd_dag_import(args: argparse.Namespace) -> int:
         imported = import_cars(cars, open_repo(), check=not args.no_check)
     state = "DAG not checked" if args.no_check else "DAG complete"
     for root in imported.roots:
-        print(f"imported root {root} ({state})")
+        print(f"imported root {cid_text(root)} ({state})")
     if not imported.roots:
         named = "it names" if len(args.files) == 1 else "they name"
         print(f"imported {imported.blocks} blocks from {', '.join(args.files)} ({named} no root)")

@@ -194,7 +194,7 @@ class VerifiedIPFSFileSystem(AsyncFileSystem):
                 "name": f"{name}/{e.name}",
                 "size": e.size if e.kind == "file" else 0,
                 "type": kinds.get(e.kind, "other"),
-                "CID": str(e.cid),
+                "CID": cid_text(e.raw),
             }
             for e in entries
         ]

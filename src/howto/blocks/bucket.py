@@ -29,11 +29,13 @@ from multiformats import CID
 from ..errors import HowtoError, IntegrityError, NotFoundError
 from ..formats.cids import cid_text, inline_data, raw_cid, verify_multihash, verify_raw
 from .repo import (
+    MAX_STORED_BYTES,
     STALE_SECONDS,
     Repo,
     block_relpath,
     default_repo_location,
     multihash_of_key,
+    oversized,
     stored_key,
 )
 
@@ -318,10 +320,13 @@ class BucketRepo:
             return inline_data(raw)
         try:
             with translated(self.url, self.fs):
-                return self.fs.cat_file(path)
+                data = self.fs.cat_file(path, start=0, end=MAX_STORED_BYTES + 1)
         except FileNotFoundError:
             self.check_bucket()
             raise NotFoundError(f"block {cid_text(raw)} is not in the {self}") from None
+        if len(data) > MAX_STORED_BYTES:
+            raise oversized(raw, self.protocol_url(path))
+        return data
 
     def get(self, cid: bytes | CID | str) -> bytes:
         """The block's bytes, hashed against ``cid``: an overwritten object is refused."""

@@ -133,6 +133,20 @@ class Transaction:
             os.replace(temporary, target)
 
 
+#: The most a repository reads for one block: go-car's limit on a CAR section, which no
+#: tool's blocks come near (kubo's are at most 2 MiB).  A larger file or object under a
+#: block's key is damage, refused after reading this much, not read whole first.
+MAX_STORED_BYTES = 32 << 20
+
+
+def oversized(raw: bytes, where: str) -> IntegrityError:
+    """The error for a stored copy of ``raw`` larger than any block."""
+    return IntegrityError(
+        f"block {cid_text(raw)} is stored as more than {MAX_STORED_BYTES} bytes ({where}), "
+        "more than any block: the copy is damaged, and was not read whole"
+    )
+
+
 @dataclass(frozen=True)
 class Damage:
     """A block file whose bytes do not hash to its key (``howto repo verify``)."""
@@ -204,9 +218,13 @@ class Repo:
         if path is None:  # the "digest" is the block itself, as in kubo
             return inline_data(raw)
         try:
-            return path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read(MAX_STORED_BYTES + 1)
         except FileNotFoundError:
             raise NotFoundError(f"block {cid_text(raw)} is not in the {self}") from None
+        if len(data) > MAX_STORED_BYTES:
+            raise oversized(raw, str(path))
+        return data
 
     __getitem__ = get
 
@@ -293,7 +311,9 @@ class Repo:
 
 
 __all__ = [
+    "MAX_STORED_BYTES",
     "STALE_SECONDS",
+    "oversized",
     "Damage",
     "Repo",
     "Transaction",

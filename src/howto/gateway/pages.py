@@ -82,7 +82,7 @@ def _listing_page(raw_path: str, entries: list, cid: CID, page: int, more: bool)
     for e in entries:
         quoted = urllib.parse.quote(e.name, safe="")
         target = html.escape(f"{base}/{quoted}")
-        name = cid_text(e.cid)
+        name = cid_text(e.raw)
         own = html.escape(f"/ipfs/{name}?filename={urllib.parse.quote(quoted, safe='')}")
         size = _size_text(e.size) if e.kind == "file" else ""
         rows.append(

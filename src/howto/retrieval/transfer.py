@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from ..blocks.chain import BlockSource, BlockStore
 from ..errors import IntegrityError, shown
-from ..formats.car import CARError, check_roots, read_car, write_car
-from ..formats.cids import is_identity, multihash_of
-from ..unixfs.resolver import Resolver
+from ..formats.car import CARError, check_roots, read_car_raw, write_car
+from ..formats.cids import RAW_CID_PREFIX, cid_text, is_identity, multihash_of
+from ..unixfs.resolver import Resolver, as_cid
 from .reader import DagReader
 
 
@@ -65,23 +65,25 @@ def import_cars(
     is stored.  ``check=False`` keeps an incomplete DAG (a CAR of one entity, say).
     """
     roots: dict[bytes, tuple[CID, str]] = {}
-    links: dict[bytes, list[CID]] = {}  # multihash -> links, for every block of the CARs
+    links: dict[bytes, list[bytes]] = {}  # multihash -> binary CIDs it links to, per block
     count = size = 0
     with repo.transaction() as txn:
         for name, stream in cars:
             where = f"{name}: " if name else ""
             try:
-                found, blocks = read_car(stream)
+                found, blocks = read_car_raw(stream)  # binary CIDs: CID objects are slow
                 check_roots(found)
             except CARError as exc:
                 raise CARError(f"{where}{exc}") from None
             held = count
             for cid, data in _named(blocks, where):
                 txn.put(cid, data)
-                if check:
-                    links.setdefault(cid.digest, Resolver.links(Resolver.decode(cid, data)))
+                multihash = multihash_of(cid)
+                if check and cid[:2] != RAW_CID_PREFIX and multihash not in links:
+                    block = Resolver.decode(as_cid(cid), data)
+                    links[multihash] = [bytes(link) for link in Resolver.links(block)]
                 else:
-                    links.setdefault(cid.digest, [])
+                    links.setdefault(multihash, [])
                 count += 1
                 size += len(data)
             if count == held:
@@ -99,7 +101,7 @@ def import_cars(
                 missing = _first_missing(root, links, repo)
                 if missing is not None:
                     raise CARError(
-                        f"{where}block {missing} under root {root} is neither in the CAR "
+                        f"{where}block {cid_text(missing)} under root {root} is neither in the CAR "
                         "nor in the repository (an incomplete DAG): nothing imported"
                     )
     return Imported([root for root, _ in roots.values()], count, size)
@@ -113,23 +115,23 @@ def _named(blocks: Iterable[tuple[CID, bytes]], where: str) -> Iterable[tuple[CI
         raise CARError(f"{where}{exc}") from None
 
 
-def _first_missing(root: CID, links: dict[bytes, list[CID]], repo: BlockStore) -> CID | None:
+def _first_missing(root: CID, links: dict[bytes, list[bytes]], repo: BlockStore) -> bytes | None:
     """The first block, depth first, under ``root`` that is neither among the imported
     blocks (``links``, their links by multihash) nor in ``repo``; ``None`` if the DAG is
     whole.  Blocks only the repository holds are read from it, as a pin would."""
     resolver = Resolver(repo)
     seen: set[bytes] = set()
-    stack = [root]
+    stack = [bytes(root)]
     while stack:
         cid = stack.pop()
-        if bytes(cid) in seen:
+        if cid in seen:
             continue
-        seen.add(bytes(cid))
-        children = links.get(multihash_of(bytes(cid)))
+        seen.add(cid)
+        children = links.get(multihash_of(cid))
         if children is None:
             if not repo.has(cid):
                 return cid
-            children = resolver.links(resolver.block(cid))
+            children = [bytes(link) for link in resolver.links(resolver.block(cid))]
         stack.extend(reversed(children))
     return None
 

@@ -25,6 +25,7 @@ from ..formats.cids import (
     DAG_PB,
     RAW,
     RAW_CID_PREFIX,
+    check_cid,
     cid_text,
     inline_data,
     to_cid,
@@ -43,12 +44,20 @@ MAX_WALK = 1 << 20
 
 @dataclass(frozen=True)
 class Entry:
-    """One directory entry, as ``howto ls`` and the gateway list it."""
+    """One directory entry, as ``howto ls`` and the gateway list it.
+
+    ``raw`` is the binary CID; ``cid`` decodes it on first use (a ``CID`` object costs
+    far more than listing the entry, which matters for directories of 100,000 entries).
+    """
 
     name: str
-    cid: CID
+    raw: bytes
     size: int
     kind: str  # "file", "directory", "symlink" or "unknown"
+
+    @functools.cached_property
+    def cid(self) -> CID:
+        return as_cid(self.raw)
 
 
 @dataclass
@@ -355,17 +364,17 @@ class Resolver:
         known: dict[bytes, tuple[str, int | None]] = {}
         links = itertools.islice(self._dir_links(block), start, None)
         for name, link_hash, tsize in itertools.islice(links, limit):
-            link_cid = as_cid(link_hash)  # only for entries given: decoding CIDs is slow
-            if link_cid.codec.code == RAW and inline_data(bytes(link_cid)) is None:
-                yield Entry(name, link_cid, tsize, "file")
+            key = bytes(link_hash)
+            if key[:2] == RAW_CID_PREFIX and inline_data(key) is None:
+                check_cid(key)  # the hash policy, without decoding a CID
+                yield Entry(name, key, tsize, "file")
                 continue
-            key = bytes(link_cid)
             if key not in known:
-                child = self.block(link_cid)
+                child = self.block(key)
                 size = self._declared_size(child) if child.kind == "file" else None
                 known[key] = (child.kind, size)
             kind, size = known[key]
-            yield Entry(name, link_cid, tsize if size is None else size, kind)
+            yield Entry(name, key, tsize if size is None else size, kind)
 
     def _dir_links(self, block: Block) -> Iterator[tuple[str, bytes, int]]:
         """A directory's entries as name, binary CID and Tsize (HAMT shards flattened)."""
