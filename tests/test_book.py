@@ -481,7 +481,7 @@ def test_apparatus_check_finds_what_is_missing(tmp_path):
         "no time to learn": good.replace("**Time to learn:**", "**Time:**"),
         "should end": good.replace("## What comes next", "## Next"),
         "no hidden solution": good.replace("tags: [hide-cell]", "tags: []"),
-        "plotting code shown": good.replace(":tags: [hide-input]\n", "", 1),
+        "plotting code shown": good.replace("tags: [hide-input]\n", "tags: []\n", 1),
     }
     for expected, text in cases.items():
         assert text != good, expected

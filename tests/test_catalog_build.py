@@ -168,7 +168,7 @@ def test_build_adds_every_block_with_raw_leaves_and_cidv1(howto_repo) -> None:
 
 def test_pinning_an_unchanged_catalog_is_refused(copy, howto_repo) -> None:
     before = snapshot(copy)
-    result = howto_cli("catalog", "build", "--catalog", copy / "catalog.yml", "--pin", "v3")
+    result = howto_cli("catalog", "build", "--catalog", copy / "catalog.yml", "--lock", "v3")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"howto catalog build: error: nothing changed: the catalog is still "
@@ -183,7 +183,7 @@ def test_a_new_pin_goes_next_to_the_given_catalog_and_holds_only_new_blocks(
 ) -> None:
     change_a_description(copy)
     result = howto_cli(
-        "catalog", "build", "--catalog", copy / "catalog.yml", "--pin", "v3", "--note", "shorter"
+        "catalog", "build", "--catalog", copy / "catalog.yml", "--lock", "v3", "--note", "shorter"
     )
     assert result.returncode == 0, result.stderr
     versions = catalog.list_catalog_versions(copy)
@@ -205,11 +205,18 @@ def test_a_new_pin_goes_next_to_the_given_catalog_and_holds_only_new_blocks(
     assert {bytes(b.cid.digest) for b in walked} >= new
     assert repo_files(howto_repo) == []  # pinning builds in a scratch repository
 
+    # --pin, the flag's former name, still works (hidden from --help)
     again = howto_cli("catalog", "build", "--catalog", copy / "catalog.yml", "--pin", "v3")
     assert again.returncode == 1
     assert again.stderr.splitlines() == [
         "howto catalog build: error: version 'v3' is already pinned"
     ]
+
+
+def test_help_shows_lock_and_hides_its_old_name_pin() -> None:
+    result = howto_cli("catalog", "build", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--lock VERSION" in result.stdout and "--pin" not in result.stdout
 
 
 def test_a_failed_index_write_leaves_no_car_behind(copy, monkeypatch) -> None:
@@ -275,7 +282,7 @@ def test_a_broken_catalog_stops_the_build_with_one_line(copy, howto_repo, fault,
     file, message = fault(copy)
     before = snapshot(copy)
     args = ["catalog", "build", "--catalog", "catalogs/catalog.yml"]
-    result = howto_cli(*args, *(["--pin", "v3", "--note", "x"] if pin else []), cwd=copy.parent)
+    result = howto_cli(*args, *(["--lock", "v3", "--note", "x"] if pin else []), cwd=copy.parent)
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr

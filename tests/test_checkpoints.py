@@ -2,9 +2,9 @@
 
 A checkpoint is an admonition titled ``Checkpoint: ...`` with the class ``checkpoint``. The
 next code cell is its answer: folded on the page (tag ``hide-cell``) and holding an
-``assert``, so the build fails when the answer stops being true. The chapters that keep
-to one idea carry two or three checkpoints each, all on the main line: none of them in the
-"In depth" part after the summary, which a first reading skips.
+``assert``, so the build fails when the answer stops being true. Every chapter, 1 to 10,
+carries two or three checkpoints, all on the main line: none of them in the "In depth"
+part after the summary (chapters 4, 7 and 10), which a first reading skips.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from pathlib import Path
 
 import jupytext
 import pytest
-from book_tools import BOOK, CHAPTER_HEADER, IN_DEPTH, ONE_IDEA_CHAPTERS
+from book_tools import BOOK, CHAPTER_HEADER, IN_DEPTH, toc_files
+
+#: The numbered chapters of the table of contents, 01 to 10 (not the tour, not the appendices).
+CHAPTERS = [
+    entry.removeprefix("book/")
+    for entry in toc_files()
+    if re.match(r"book/(0[1-9]|10)_", entry)
+]
 
 CHECKPOINT = re.compile(r"^:::\{admonition\} Checkpoint: .+\n:class: checkpoint$", re.M)
 
@@ -55,11 +62,25 @@ def checkpoints(md: Path) -> tuple[int, list[str]]:
     return count, problems
 
 
-@pytest.mark.parametrize("chapter", ONE_IDEA_CHAPTERS)
+def test_the_chapters_are_one_to_ten():
+    assert sorted(c[:2] for c in CHAPTERS) == [f"{n:02d}" for n in range(1, 11)]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_chapter_has_two_or_three_checked_checkpoints(chapter):
     count, problems = checkpoints(BOOK / f"{chapter}.md")
     assert problems == []
     assert 2 <= count <= 3, f"{chapter} has {count} checkpoints"
+
+
+def test_a_chapter_with_one_checkpoint_is_found(tmp_path):
+    """Chapter 1 with its last checkpoint turned into a plain note has too few."""
+    text = (BOOK / "01_referencing_data.md").read_text()
+    last = text.rindex(":::{admonition} Checkpoint:")
+    md = tmp_path / "01_referencing_data.md"
+    md.write_text(text[:last] + text[last:].replace("Checkpoint:", "Note:", 1))
+    count, problems = checkpoints(md)
+    assert count == 1 and problems == []
 
 
 @pytest.mark.parametrize("md", sorted(BOOK.glob("*.md")), ids=lambda p: p.stem)

@@ -1,8 +1,9 @@
 """howto: content-addressed scientific data, verified.
 
 The helpers a notebook needs: ``get_intake_catalog`` for the EUREC4A catalogs (classic,
-newest IPFS version, or one pinned CID), ``add`` for kubo-identical CIDs, ``serve`` for a
-loopback gateway, and ``CAStore``, the teaching store of the book's third chapter.
+newest IPFS version, or one version locked by its CID), ``add`` for kubo-identical CIDs,
+``serve`` for a loopback gateway, and ``CAStore``, the teaching store of the book's third
+chapter.
 
 The package is built in layers, each a folder that imports only the ones below it:
 ``formats`` → ``blocks`` → ``unixfs``, ``names``, ``ipld`` → ``retrieval`` → ``gateway`` →

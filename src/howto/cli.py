@@ -358,8 +358,8 @@ def _cmd_catalog_build(args: argparse.Namespace) -> int:
     from .catalog.build import convert_catalog, pin_version
 
     classic = Path(args.catalog) if args.catalog else None
-    if args.pin:
-        entry = pin_version(args.pin, args.note or "", classic=classic)
+    if args.lock:
+        entry = pin_version(args.lock, args.note or "", classic=classic)
         print(f"pinned {entry.version}: {entry.cid}")
         return 0
     downloads = Path(args.downloads) if args.downloads else None
@@ -511,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = catalog_sub.add_parser("build", help="add the classic catalog, print its root CID")
     p.add_argument("--catalog", help="root YAML of the classic catalog (default: bundled)")
     p.add_argument("-n", "--only-hash", action="store_true", help="compute the CID only")
-    p.add_argument("--pin", metavar="VERSION", help="record it as a new pinned version")
+    p.add_argument("--lock", metavar="VERSION", help="record it as a new version in the index")
+    p.add_argument("--pin", dest="lock", metavar="VERSION", help=argparse.SUPPRESS)
     p.add_argument("--note", help="what changed, for the versions index")
     p.add_argument(
         "--fetch-remote", action="store_true", help="download https:// files and zarr, add them"

@@ -1,7 +1,8 @@
-"""``get_intake_catalog``: the catalog a notebook asks for, classic or pinned by CID.
+"""``get_intake_catalog``: the catalog a notebook asks for, classic or locked by CID.
 
-This is where the catalog layer meets the verified ``ipfs://`` file system: a pinned
-catalog is parsed by ``howto.catalog.pinned`` from bytes that ``howto.fs`` has checked.
+This is where the catalog layer meets the verified ``ipfs://`` file system: a catalog
+locked by CID is parsed by ``howto.catalog.pinned`` from bytes that ``howto.fs`` has
+checked.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def get_intake_catalog(
     """The EUREC4A-style intake catalog.
 
     ``False``: the classic catalog, read from local paths (``kwargs`` go to
-    ``intake.open_catalog``).  ``True``: the newest pinned IPFS version.  A CID (``bafy…``,
+    ``intake.open_catalog``).  ``True``: the newest IPFS version in the index.  A CID (``bafy…``,
     ``Qm…``, ``ipfs://…``, ``/ipfs/…``): exactly that version.  IPFS catalogs are read
     through the verified ``ipfs://`` file system and treated as data, not as a program,
     entry by entry (see ``howto.catalog.policy``): content-addressed entries open and are

@@ -1,10 +1,10 @@
 """Catalogs: intake catalogs as data.
 
-``versions`` is the index of pinned versions, ``build`` makes and pins content-addressed
-versions of a catalog (``download`` fetches its remote data when asked), ``parse`` reads
-catalog YAML as bounded data, ``policy`` judges each entry (verified, location, refused),
-``pinned`` opens a tree safely.  The catalog files themselves ship as ``howto.catalogs``.
-Imports every layer below ``gateway``.
+``versions`` is the index of locked versions, ``build`` makes content-addressed versions of
+a catalog and records them in that index (``download`` fetches its remote data when asked),
+``parse`` reads catalog YAML as bounded data, ``policy`` judges each entry (verified,
+location, refused), ``pinned`` opens a tree safely.  The catalog files themselves ship as
+``howto.catalogs``.  Imports every layer below ``gateway``.
 """
 
 from ..lazy import folder_exports

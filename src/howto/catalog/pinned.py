@@ -1,4 +1,4 @@
-"""Opening a pinned catalog as data: every file parsed once, every entry judged on its own.
+"""Opening a catalog locked by CID as data: every file parsed once, every entry judged on its own.
 
 A catalog reached by CID is never given to intake as YAML.  Its files are read through
 the verified ``ipfs://`` file system, parsed by ``parse`` (bounded, no aliases), and each

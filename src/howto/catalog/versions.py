@@ -1,4 +1,4 @@
-"""The versions index: which content-addressed versions of the catalog were pinned, and when.
+"""The versions index: which content-addressed versions of the catalog were recorded, and when.
 
 ``catalogs/versions.json`` lists every version with its root CID, oldest first; the blocks
 of each ship in ``catalogs/blocks/<version>.car`` (only the blocks that are new in it).
@@ -21,7 +21,7 @@ __all__ = [
     "list_catalog_versions",
 ]
 
-#: The file at the root of every catalog tree, classic or pinned.
+#: The file at the root of every catalog tree, classic or content-addressed.
 ROOT_NAME = "catalog.yml"
 
 
@@ -31,7 +31,7 @@ def classic_catalog_path() -> Path:
 
 @dataclass(frozen=True)
 class Version:
-    """One pinned catalog version, as recorded in ``versions.json``."""
+    """One locked catalog version, as recorded in ``versions.json``."""
 
     version: str
     date: str
@@ -41,7 +41,7 @@ class Version:
 
 
 def list_catalog_versions(directory: Path | None = None) -> list[Version]:
-    """Every pinned catalog version, oldest first."""
+    """Every locked catalog version, oldest first."""
     path = (directory or catalog_dir()) / "versions.json"
     if not path.exists():
         return []
@@ -49,7 +49,7 @@ def list_catalog_versions(directory: Path | None = None) -> list[Version]:
 
 
 def get_latest_catalog_cid(directory: Path | None = None) -> str:
-    """The root CID of the newest pinned catalog version."""
+    """The root CID of the newest locked catalog version."""
     versions = list_catalog_versions(directory)
     if not versions:
         raise CatalogError("no catalog version has been pinned yet")
