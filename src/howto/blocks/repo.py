@@ -219,12 +219,11 @@ class Repo:
             return inline_data(raw)
         try:
             with open(path, "rb") as f:
-                data = f.read(MAX_STORED_BYTES + 1)
+                if os.fstat(f.fileno()).st_size > MAX_STORED_BYTES:
+                    raise oversized(raw, str(path))
+                return f.read()
         except FileNotFoundError:
             raise NotFoundError(f"block {cid_text(raw)} is not in the {self}") from None
-        if len(data) > MAX_STORED_BYTES:
-            raise oversized(raw, str(path))
-        return data
 
     __getitem__ = get
 
