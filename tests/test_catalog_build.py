@@ -189,7 +189,7 @@ def test_a_new_pin_goes_next_to_the_given_catalog_and_holds_only_new_blocks(
     versions = catalog.list_catalog_versions(copy)
     assert [v.version for v in versions] == ["v1", "v2", "v3"]
     v3 = versions[-1]
-    assert result.stdout.splitlines() == [f"pinned v3: {v3.cid}"]
+    assert result.stdout.splitlines() == [f"locked v3: {v3.cid}"]
     assert v3.previous == versions[1].cid and v3.note == "shorter"
     assert v3.date == dt.date.today().isoformat()
     assert v3.cid == v1_str(build_ipfs_catalog(copy / "catalog.yml", only_hash=True))
@@ -209,7 +209,7 @@ def test_a_new_pin_goes_next_to_the_given_catalog_and_holds_only_new_blocks(
     again = howto_cli("catalog", "build", "--catalog", copy / "catalog.yml", "--pin", "v3")
     assert again.returncode == 1
     assert again.stderr.splitlines() == [
-        "howto catalog build: error: version 'v3' is already pinned"
+        "howto catalog build: error: version 'v3' is already locked"
     ]
 
 

@@ -360,7 +360,7 @@ def _cmd_catalog_build(args: argparse.Namespace) -> int:
     classic = Path(args.catalog) if args.catalog else None
     if args.lock:
         entry = pin_version(args.lock, args.note or "", classic=classic)
-        print(f"pinned {entry.version}: {entry.cid}")
+        print(f"locked {entry.version}: {entry.cid}")
         return 0
     downloads = Path(args.downloads) if args.downloads else None
     built = convert_catalog(
@@ -525,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="a catalog's root CID, or a local catalog file or folder")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_catalog_check)
-    p = catalog_sub.add_parser("versions", help="list the pinned catalog versions")
+    p = catalog_sub.add_parser("versions", help="list the locked catalog versions")
     p.set_defaults(func=_cmd_catalog_versions)
     return parser
 

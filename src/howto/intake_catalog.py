@@ -60,7 +60,7 @@ def get_intake_catalog(
     if not isinstance(verified_only, bool):
         raise TypeError(f"verified_only must be True or False, not {verified_only!r}")
     if kwargs:
-        raise TypeError(f"a pinned catalog takes no options, got {sorted(kwargs)}")
+        raise TypeError(f"a locked catalog takes no options, got {sorted(kwargs)}")
     from . import fs
     from .catalog.pinned import open_pinned_catalog
 

@@ -380,7 +380,7 @@ def pin_version(
     directory = directory or (classic.parent if classic else catalog_dir())
     versions = list_catalog_versions(directory)
     if any(v.version == version for v in versions):
-        raise CatalogError(f"version {version!r} is already pinned")
+        raise CatalogError(f"version {version!r} is already locked")
     with tempfile.TemporaryDirectory(prefix="howto-pin-") as tmp:
         repo = Repo(Path(tmp) / "repo")
         root = build_ipfs_catalog(classic or directory / ROOT_NAME, repo=repo)

@@ -238,7 +238,7 @@ def _check_xarray_args(args: dict, allowed: set[str]) -> str:
     """Why ``args`` would do more than choose how to decode ('' when they do not)."""
     extra = sorted(set(args) - allowed)
     if extra:
-        return f"argument {extra[0]!r} is not allowed in a pinned catalog"
+        return f"argument {extra[0]!r} is not allowed in a locked catalog"
     options = args.get("xarray_kwargs", {})
     if not isinstance(options, dict):
         return "'xarray_kwargs' must be a mapping"

@@ -52,5 +52,5 @@ def get_latest_catalog_cid(directory: Path | None = None) -> str:
     """The root CID of the newest locked catalog version."""
     versions = list_catalog_versions(directory)
     if not versions:
-        raise CatalogError("no catalog version has been pinned yet")
+        raise CatalogError("no catalog version has been locked yet")
     return versions[-1].cid
