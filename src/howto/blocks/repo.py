@@ -204,15 +204,20 @@ class Repo:
 
     def open_block(self, cid: bytes | CID | str) -> BinaryIO | None:
         """The block's file, open for reading, unread and unhashed; ``None`` when it is not
-        stored here as a file.  For a server that sends blocks with ``sendfile`` in
-        trustless replies, whose reader checks every byte."""
+        stored here as a file, or is larger than any block (``get`` then says why).  For a
+        server that sends blocks with ``sendfile`` in trustless replies, whose reader
+        checks every byte."""
         path = self._file(cid)[1]
         if path is None:
             return None
         try:
-            return open(path, "rb")  # noqa: SIM115 (the caller sends it, then closes it)
+            file = open(path, "rb")  # noqa: SIM115 (the caller sends it, then closes it)
         except FileNotFoundError:
             return None
+        if os.fstat(file.fileno()).st_size > MAX_STORED_BYTES:
+            file.close()
+            return None
+        return file
 
     def _read(self, raw: bytes, path: Path | None) -> bytes:
         if path is None:  # the "digest" is the block itself, as in kubo

@@ -319,7 +319,7 @@ def cid_text(cid: CID | bytes) -> str:
     if isinstance(cid, bytes):
         return _raw_text(cid)
     if cid.version == 0:
-        return _v0_text(cid)
+        return base58(bytes(cid.digest))
     return _v1_text(cid.codec.code, cid.digest)
 
 
@@ -350,11 +350,6 @@ def base32(raw: bytes) -> str:
     number = int.from_bytes(raw, "big") << pad
     pairs = [_PAIRS[(number >> shift) & 1023] for shift in range(bits + pad - 10, -1, -10)]
     return "".join(pairs)[: -(-bits // 5)]
-
-
-@functools.lru_cache(maxsize=1 << 12)
-def _v0_text(cid: CID) -> str:
-    return base58(bytes(cid.digest))
 
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

@@ -18,7 +18,7 @@ from aiohttp import web
 from multiformats import CID
 
 from ..blocks.chain import BlockSource, Chain
-from ..blocks.repo import MAX_STORED_BYTES, Repo
+from ..blocks.repo import Repo
 from ..formats.car import encode_header, section_head
 from ..formats.cids import RAW, RAW_CID_PREFIX, is_identity, to_cid
 from ..formats.dagpb import UnixFSType
@@ -49,13 +49,7 @@ def leaf_opener(source: BlockSource) -> LeafOpener | None:
 
     def open_leaf(raw: bytes) -> FileLeaf | None:
         file = repo.open_block(raw)
-        if file is None:
-            return None
-        size = os.fstat(file.fileno()).st_size
-        if size > MAX_STORED_BYTES:  # damage: the repository's read refuses it, and says so
-            file.close()
-            return None
-        return FileLeaf(raw, file, size)
+        return None if file is None else FileLeaf(raw, file, os.fstat(file.fileno()).st_size)
 
     return open_leaf
 

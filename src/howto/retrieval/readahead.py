@@ -148,7 +148,7 @@ class ReadAhead:
         self._room = asyncio.Event()  # set when a block received in a CAR is used
         self._coming: dict[bytes, _Stream] = {}  # files a directory's CAR has still to bring
         self._loop: asyncio.AbstractEventLoop | None = None  # where the fetches run
-        self._lanes: asyncio.Semaphore | None = None
+        self._lanes = asyncio.Semaphore(max(1, self.lanes))
         self._begun: set[bytes] = set()  # fetches ahead that have a connection
         self._spill = _Spill()
         weakref.finalize(self, self._spill.remove)
@@ -210,8 +210,6 @@ class ReadAhead:
         """Fetch ``siblings`` in the background (on the running event loop)."""
         for sibling in siblings:
             self._loop = asyncio.get_running_loop()
-            if self._lanes is None:
-                self._lanes = asyncio.Semaphore(max(1, self.lanes))
             task = asyncio.ensure_future(self._in_lane(sibling.cid, fetch))
             task.add_done_callback(self._settled)
             self._ahead[sibling.cid] = (task, sibling.size, False)
@@ -243,8 +241,8 @@ class ReadAhead:
         entry = self._ahead.pop(key, None)
         if entry is not None:
             self._forget(entry)
-            if not entry[2] and not entry[0].done() and key not in self._begun:
-                entry[0].cancel()  # still waiting for a lane: the reader asks at once
+            if self._waiting_for_lane(key, entry):
+                entry[0].cancel()  # the reader asks at once
                 return None
             self.stats.used += 1
             return entry[0]
@@ -263,6 +261,10 @@ class ReadAhead:
         self.stats.used += 1
         self._room.set()  # a reader waits: the CAR must go on
         return stream.waiting.setdefault(key, asyncio.get_running_loop().create_future())
+
+    def _waiting_for_lane(self, key: bytes, entry: tuple[asyncio.Future, int, bool]) -> bool:
+        """Whether a fetch ahead has not yet begun (it waits for a free connection)."""
+        return not entry[2] and not entry[0].done() and key not in self._begun
 
     def _forget(self, entry: tuple[asyncio.Future, int, bool]) -> None:
         if entry[2]:
@@ -297,7 +299,7 @@ class ReadAhead:
         self._loop = asyncio.get_running_loop()
         stream = _Stream()
         for key, entry in list(self._ahead.items()):  # not begun yet: the CAR brings them
-            if not entry[2] and not entry[0].done() and key not in self._begun:
+            if self._waiting_for_lane(key, entry):
                 del self._ahead[key]
                 entry[0].cancel()
                 self._forget(entry)
